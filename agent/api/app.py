@@ -1,0 +1,78 @@
+"""The FastAPI application (composition root for the HTTP face)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from agent import __version__
+from agent.api import errors
+from agent.api.limits import BodyLimitMiddleware
+from agent.api.routes import errors as error_routes
+from agent.api.routes import events, patterns, stats
+from agent.ingest.normalize import EventCreate
+from agent.keys import KeyRing, load_or_create
+from agent.service import Core
+from agent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configured_keys(settings: Settings) -> KeyRing:
+    return KeyRing(
+        tuple(k.get_secret_value() for k in settings.api_keys),
+        settings.admin_key.get_secret_value() if settings.admin_key else None,
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    keys: KeyRing | None = None,
+    core_factory: Callable[[Settings], Core] | None = None,
+) -> FastAPI:
+    """Build the app. Keys default to the configured ones, else those generated into the data dir."""
+    ring, generated = load_or_create(settings.data_dir, keys or configured_keys(settings))
+    if generated is not None:
+        log.warning("no API keys configured: using the keys in %s", generated)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        core = (core_factory or Core)(settings)
+        core.open()
+        app.state.core = core
+        try:
+            yield
+        finally:
+            core.close()
+
+    app = FastAPI(
+        title="errlearn",
+        version=__version__,
+        description="Local-first diagnostics that learns from every error your services throw.",
+        lifespan=lifespan,
+    )
+    app.state.keys = ring
+    app.state.settings = settings
+    errors.install(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for router in (error_routes.router, events.router, patterns.router, stats.router):
+        app.include_router(router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            event_schema = EventCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(event_schema.pop("$defs", {}))
+            components["EventCreate"] = event_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,69 @@
+"""One JSON error shape for every 4xx/5xx: {"error": {"code", "message", "fields"?}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from agent.api.responses import FastJSON
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        fields: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.headers = headers
+
+
+def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    err: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        err["fields"] = fields
+    return {"error": err}
+
+
+def _loc(loc: tuple[Any, ...] | list[Any], prefix: str = "") -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    out = prefix
+    for p in parts:
+        out = f"{out}[{p}]" if p.isdigit() else (f"{out}.{p}" if out else p)
+    return out or "body"
+
+
+def validation_fields(exc: ValidationError | RequestValidationError, prefix: str = "") -> list[dict[str, str]]:
+    return [
+        {"field": _loc(tuple(e.get("loc", ())), prefix), "message": str(e.get("msg", "invalid"))} for e in exc.errors()
+    ]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> FastJSON:
+        return FastJSON(error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> FastJSON:
+        fields = validation_fields(exc)
+        names = ", ".join(f["field"] for f in fields[:5])
+        return FastJSON(error_body("validation_error", f"invalid request: {names}", fields), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> FastJSON:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
+        return FastJSON(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )

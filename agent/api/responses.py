@@ -1,0 +1,13 @@
+"""JSON responses rendered with orjson (fast; datetimes as ISO 8601)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse
+
+
+class FastJSON(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=str)

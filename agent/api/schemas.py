@@ -1,0 +1,34 @@
+"""Response schemas (families: XPublic, XsPublic)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from agent.domain import ErrorEvent, Pattern
+
+
+class EventPublic(ErrorEvent):
+    pass
+
+
+class PatternPublic(Pattern):
+    pass
+
+
+class PatternDetailPublic(Pattern):
+    samples: list[EventPublic]
+    """The most recent events of this pattern, newest first."""
+
+
+class PatternsPublic(BaseModel):
+    data: list[PatternPublic]
+    count: int
+    """Total number of patterns matching the filters (before paging)."""
+
+
+class StatusPublic(BaseModel):
+    model_config = {"extra": "allow"}
+    version: str
+    database: dict[str, Any]

@@ -1,0 +1,90 @@
+"""The one settings class. Read only by composition roots (api/app.py, cli.py, worker, evals)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """errlearn settings; every field is read from `ERRLEARN_<NAME>` or a `.env` file."""
+
+    model_config = SettingsConfigDict(env_prefix="ERRLEARN_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./data")
+    """All embedded state (SQLite database, Chroma, JSONL sinks, generated keys) lives here."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default `sqlite:///<data_dir>/errlearn.db`. PostgreSQL: `postgresql+psycopg://...`."""
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    """Comma-separated ingest keys (may ingest and read)."""
+    admin_key: SecretStr | None = None
+    """Key for admin endpoints (reset, learning, approvals). Also allowed to ingest and read."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=1, le=65535)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted; larger bodies get 413."""
+    max_stack_bytes: int = Field(default=64 * 1024, ge=1024)
+    """Stack traces longer than this are truncated (head and tail kept) and marked, not rejected."""
+    max_message_bytes: int = Field(default=16 * 1024, ge=256)
+    """Error messages longer than this are truncated and marked."""
+    max_batch_items: int = Field(default=1000, ge=1)
+    """Most events accepted in one `/errors/batch` request."""
+
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    """FULL: an acknowledged event survives power loss, not just a crash (group commit pays for it)."""
+    writer_max_batch: int = Field(default=2000, ge=1)
+    """Most events the writer commits in one transaction (group commit)."""
+
+    scrub_emails: bool = True
+    """Replace e-mail addresses with `[REDACTED:email]`."""
+    sink_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    """Size at which a `logs/errors/<service>-errors.jsonl` sink is rotated."""
+    sink_backups: int = Field(default=5, ge=0)
+
+    log_json: bool = False
+    """Log errlearn's own records as JSON lines."""
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_long_enough(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            if len(key.get_secret_value()) < 16:
+                raise ValueError("every API key needs at least 16 characters")
+        return value
+
+    @field_validator("admin_key")
+    @classmethod
+    def _admin_key_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("the admin key needs at least 16 characters")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'errlearn.db').resolve()}"
+
+    @property
+    def sink_dir(self) -> Path:
+        return self.data_dir / "logs" / "errors"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use (never at import time)."""
+    return Settings()

@@ -1,0 +1,187 @@
+"""Relational schema (SQLAlchemy 2). Migrations in `agent/store/migrations` must match it."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone, so we put it back)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON(), bytes: LargeBinary()}
+
+
+class EventRow(Base):
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pattern_id: Mapped[str] = mapped_column(String(32), ForeignKey("patterns.id"), nullable=False)
+    service: Mapped[str] = mapped_column(String(64), nullable=False)
+    context: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    error_type: Mapped[str] = mapped_column(String(256), nullable=False)
+    error_message: Mapped[str] = mapped_column(Text, nullable=False)
+    severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="runtime")
+    stack_trace: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stack_truncated: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    additional_data: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    timestamp: Mapped[dt.datetime] = mapped_column(nullable=False)
+    received_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+    __table_args__ = (
+        Index("ix_events_pattern_received", "pattern_id", "received_at"),
+        Index("ix_events_service_received", "service", "received_at"),
+        Index("ix_events_received", "received_at"),
+    )
+
+
+class PatternRow(Base):
+    __tablename__ = "patterns"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    service: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    error_type: Mapped[str] = mapped_column(String(256), nullable=False)
+    template: Mapped[str] = mapped_column(Text, nullable=False)
+    method: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    first_seen: Mapped[dt.datetime] = mapped_column(nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    max_severity: Mapped[str] = mapped_column(String(16), nullable=False)
+    sample_event_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    content_version: Mapped[int] = mapped_column(Integer, nullable=False, default=1)
+    """Bumped when what we would embed for this pattern changes (new pattern, new template)."""
+    indexed_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    """The content_version last written to the vector store."""
+
+
+class MinerStateRow(Base):
+    """Drain3's state, saved in the same transaction as the events it grouped."""
+
+    __tablename__ = "miner_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+
+class CounterRow(Base):
+    """Durable counters (e.g. rejected events) that have no rows of their own."""
+
+    __tablename__ = "counters"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
+class MetaRow(Base):
+    __tablename__ = "meta"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class JobRow(Base):
+    """A durable background job (index, diagnose, learn, …)."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32), nullable=False)
+    key: Mapped[str] = mapped_column(String(128), nullable=False)
+    dedupe_key: Mapped[str | None] = mapped_column(String(170), nullable=True, unique=True)
+    """`kind:key` while the job is queued or running; NULL after, so one live job per subject."""
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=5)
+    run_after: Mapped[dt.datetime] = mapped_column(nullable=False)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+    __table_args__ = (Index("ix_jobs_claim", "status", "kind", "run_after"),)
+
+
+class LearningRunRow(Base):
+    __tablename__ = "learning_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger: Mapped[str] = mapped_column(String(32), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    requested_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    started_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    patterns_examined: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    drafts_created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    errors: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DiagnosisRow(Base):
+    __tablename__ = "diagnoses"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    pattern_id: Mapped[str] = mapped_column(String(32), ForeignKey("patterns.id"), nullable=False, index=True)
+    current: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    status: Mapped[str] = mapped_column(String(16), nullable=False)
+    summary: Mapped[str] = mapped_column(Text, nullable=False)
+    root_cause: Mapped[str] = mapped_column(Text, nullable=False)
+    confidence: Mapped[float] = mapped_column(nullable=False)
+    solution_steps: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    prevention_tips: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    removed_citations: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    proposed_actions: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    model: Mapped[str] = mapped_column(String(200), nullable=False)
+    prompt_name: Mapped[str] = mapped_column(String(100), nullable=False)
+    prompt_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    prompt_sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    input_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    evidence_hash: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    latency_ms: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+
+
+class KnowledgeRow(Base):
+    """Imported runbooks, notes and guide texts: the source of truth for the knowledge collection."""
+
+    __tablename__ = "knowledge_entries"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    title: Mapped[str] = mapped_column(Text, nullable=False)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    source: Mapped[str] = mapped_column(Text, nullable=False)
+    alert_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    text: Mapped[str] = mapped_column(Text, nullable=False)
+    embedding_text: Mapped[str] = mapped_column(Text, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    imported_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    indexed_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)

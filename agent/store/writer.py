@@ -1,0 +1,320 @@
+"""The single event writer: groups events, stores them, commits, then acknowledges.
+
+Requests hand their events to one writer thread. It takes everything queued (up to a limit) and
+commits it in ONE transaction: events, pattern counters, Drain3's state and stats counters. Only
+after the commit returns are the callers' futures resolved, so an acknowledged event is durable.
+Batching concurrent requests (group commit) is what makes a per-commit fsync affordable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agent.domain import Severity
+from agent.ids import new_event_id, pattern_id_for
+from agent.ingest.grouping import Grouper
+from agent.ingest.template import TemplateMinerStore
+from agent.store.sink import JsonlSink
+from agent.store.tables import CounterRow, EventRow, MinerStateRow, PatternRow
+
+log = logging.getLogger(__name__)
+
+EVENTS = EventRow.__table__
+PATTERNS = PatternRow.__table__
+COUNTERS = CounterRow.__table__
+MINER = MinerStateRow.__table__
+
+
+@dataclass(frozen=True)
+class Stored:
+    event_id: str
+    pattern_id: str
+    new_pattern: bool
+
+
+@dataclass
+class _PatternInfo:
+    id: str
+    template: str
+    max_rank: int
+
+
+@dataclass
+class _Work:
+    events: list[dict[str, Any]]
+    future: Future[list[Stored]] | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+PatternHook = Callable[[Connection, list[str]], None]
+"""Called inside the writer's transaction with the ids of patterns that are new or changed."""
+
+
+class WriterStopped(RuntimeError):
+    pass
+
+
+class EventWriter:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        sink: JsonlSink | None = None,
+        max_batch: int = 2000,
+        pattern_hooks: Sequence[PatternHook] = (),
+        on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sink = sink
+        self.max_batch = max_batch
+        self.pattern_hooks = list(pattern_hooks)
+        self.on_committed = on_committed
+        self._queue: queue.Queue[_Work | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._patterns: dict[str, _PatternInfo] = {}
+        self._grouper = self._load_grouper()
+        self.batches = 0
+        self.committed_events = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="errlearn-writer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+        if self.sink is not None:
+            self.sink.close()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- submitting -------------------------------------------------------------------------
+    def submit(self, events: list[dict[str, Any]], counters: dict[str, int] | None = None) -> Future[list[Stored]]:
+        if self._thread is None:
+            raise WriterStopped("the event writer is not running")
+        fut: Future[list[Stored]] = Future()
+        self._queue.put(_Work(events, fut, counters or {}))
+        return fut
+
+    async def write(self, events: list[dict[str, Any]], counters: dict[str, int] | None = None) -> list[Stored]:
+        return await asyncio.wrap_future(self.submit(events, counters))
+
+    def write_sync(self, events: list[dict[str, Any]], timeout: float | None = 60.0) -> list[Stored]:
+        return self.submit(events).result(timeout)
+
+    def count(self, counters: dict[str, int]) -> None:
+        """Add to durable counters (e.g. rejections) without waiting."""
+        if self._thread is not None:
+            self._queue.put(_Work([], None, counters))
+
+    # -- the writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            n = len(first.events)
+            stop = False
+            while n < self.max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+                n += len(nxt.events)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[_Work]) -> None:
+        try:
+            results, rows = self._commit(batch)
+        except Exception as exc:  # the batch is not acknowledged; state is reloaded from the DB
+            log.exception("writer transaction failed; %d requests get an error", len(batch))
+            self._patterns.clear()
+            try:
+                self._grouper = self._load_grouper()
+            except Exception:
+                log.exception("could not reload grouping state")
+            for work in batch:
+                if work.future is not None and not work.future.done():
+                    work.future.set_exception(exc)
+            return
+        self.batches += 1
+        self.committed_events += len(rows)
+        for work, stored in zip(batch, results, strict=True):
+            if work.future is not None:
+                work.future.set_result(stored)
+        if rows:
+            if self.sink is not None:
+                try:
+                    self.sink.append(rows)
+                except OSError:
+                    log.exception("JSONL sink write failed (events are safe in the database)")
+            if self.on_committed is not None:
+                try:
+                    self.on_committed(rows)
+                except Exception:
+                    log.exception("on_committed hook failed")
+
+    def _load_grouper(self) -> Grouper:
+        with self.engine.connect() as conn:
+            state = conn.execute(select(MINER.c.state).where(MINER.c.id == 1)).scalar()
+        return Grouper(TemplateMinerStore(state))
+
+    def _commit(self, batch: list[_Work]) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
+        grouper = self._grouper
+        rows: list[dict[str, Any]] = []
+        per_work: list[list[tuple[dict[str, Any], Any]]] = []
+        for work in batch:
+            items = []
+            for ev in work.events:
+                grouping = grouper.group(
+                    service=ev["service"],
+                    error_type=ev["error_type"],
+                    message=ev["error_message"],
+                    stack_trace=ev["stack_trace"],
+                )
+                row = dict(ev)
+                row["id"] = new_event_id()
+                row["pattern_id"] = pattern_id_for(grouping.fingerprint)
+                rows.append(row)
+                items.append((row, grouping))
+            per_work.append(items)
+
+        with self.engine.begin() as conn:
+            new_ids, changed_ids = self._upsert_patterns(conn, [i for items in per_work for i in items])
+            if rows:
+                conn.execute(insert(EVENTS), rows)
+            if grouper.dirty:
+                self._save_miner(conn, grouper)
+            counters: dict[str, int] = {}
+            for work in batch:
+                for k, v in work.counters.items():
+                    counters[k] = counters.get(k, 0) + v
+            for row in rows:
+                for key in ("received", f"service:{row['service']}", f"severity:{row['severity']}"):
+                    counters[key] = counters.get(key, 0) + 1
+            if counters:
+                self._add_counters(conn, counters)
+            touched = sorted(new_ids | changed_ids)
+            if touched:
+                for hook in self.pattern_hooks:
+                    hook(conn, touched)
+        grouper.dirty = False
+        results = [
+            [Stored(r["id"], r["pattern_id"], r["pattern_id"] in new_ids) for r, _ in items] for items in per_work
+        ]
+        return results, rows
+
+    def _upsert_patterns(self, conn: Connection, items: list[tuple[dict[str, Any], Any]]) -> tuple[set[str], set[str]]:
+        by_fp: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        for row, grouping in items:
+            by_fp.setdefault(grouping.fingerprint, []).append((row, grouping))
+        missing = [fp for fp in by_fp if fp not in self._patterns]
+        if missing:
+            for chunk_start in range(0, len(missing), 500):
+                chunk = missing[chunk_start : chunk_start + 500]
+                for pid, fp, template, sev in conn.execute(
+                    select(PATTERNS.c.id, PATTERNS.c.fingerprint, PATTERNS.c.template, PATTERNS.c.max_severity).where(
+                        PATTERNS.c.fingerprint.in_(chunk)
+                    )
+                ):
+                    self._patterns[fp] = _PatternInfo(pid, template, Severity(sev).rank)
+        new_ids: set[str] = set()
+        changed_ids: set[str] = set()
+        new_rows = []
+        for fp, group in by_fp.items():
+            first_row, first_grouping = group[0]
+            last_grouping = group[-1][1]
+            times = [r["timestamp"] for r, _ in group]
+            top = max((Severity(r["severity"]) for r, _ in group), key=lambda s: s.rank)
+            info = self._patterns.get(fp)
+            if info is None:
+                pid = first_row["pattern_id"]
+                new_rows.append(
+                    {
+                        "id": pid,
+                        "fingerprint": fp,
+                        "service": first_row["service"],
+                        "error_type": first_row["error_type"],
+                        "template": last_grouping.template,
+                        "method": first_grouping.method.value,
+                        "reason": first_grouping.reason,
+                        "first_seen": min(times),
+                        "last_seen": max(times),
+                        "count": len(group),
+                        "max_severity": top.value,
+                        "sample_event_id": first_row["id"],
+                        "resolved": False,
+                        "content_version": 1,
+                        "indexed_version": 0,
+                    }
+                )
+                self._patterns[fp] = _PatternInfo(pid, last_grouping.template, top.rank)
+                new_ids.add(pid)
+                continue
+            values: dict[str, Any] = {
+                "count": PATTERNS.c.count + len(group),
+                "last_seen": _greatest(conn, PATTERNS.c.last_seen, max(times)),
+                "resolved": False,
+            }
+            if top.rank > info.max_rank:
+                values["max_severity"] = top.value
+                info.max_rank = top.rank
+            if last_grouping.template != info.template:
+                values["template"] = last_grouping.template
+                values["content_version"] = PATTERNS.c.content_version + 1
+                info.template = last_grouping.template
+                changed_ids.add(info.id)
+            conn.execute(update(PATTERNS).where(PATTERNS.c.id == info.id).values(**values))
+        if new_rows:
+            conn.execute(insert(PATTERNS), new_rows)
+        return new_ids, changed_ids
+
+    @staticmethod
+    def _save_miner(conn: Connection, grouper: Grouper) -> None:
+        values = {"id": 1, "state": grouper.miner.snapshot(), "updated_at": dt.datetime.now(dt.UTC)}
+        stmt = _upsert(conn, MINER, values, ["id"], {"state": values["state"], "updated_at": values["updated_at"]})
+        conn.execute(stmt)
+
+    @staticmethod
+    def _add_counters(conn: Connection, counters: dict[str, int]) -> None:
+        for name, inc in sorted(counters.items()):
+            ins = _insert_for(conn)(COUNTERS).values(name=name, value=inc)
+            conn.execute(ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + inc}))
+
+
+def _insert_for(conn: Connection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str], set_: dict[str, Any]) -> Any:
+    return _insert_for(conn)(table).values(**values).on_conflict_do_update(index_elements=keys, set_=set_)
+
+
+def _greatest(conn: Connection, column: Any, value: dt.datetime) -> Any:
+    # SQLite's two-argument max() is its GREATEST; bind with the column's type so SQLite compares like with like.
+    fn = func.greatest if conn.dialect.name == "postgresql" else func.max
+    return fn(column, literal(value, type_=column.type))

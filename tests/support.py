@@ -1,0 +1,144 @@
+"""Run errlearn for real: a server process on a free loopback port, and the SIGKILL crash routine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess  # noqa: TID251 - tests start real server processes
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+INGEST_KEY = "test-ingest-key-0123456789"
+ADMIN_KEY = "test-admin-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """`errlearn serve` as a child process. Start, kill -9, restart on the same data dir."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    env: Mapping[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        env = {
+            k: v for k, v in os.environ.items() if not k.startswith("ERRLEARN_") or k == "ERRLEARN_TEST_DATABASE_URL"
+        }
+        env.update(
+            {
+                "ERRLEARN_DATA_DIR": str(self.data_dir),
+                "ERRLEARN_API_KEYS": INGEST_KEY,
+                "ERRLEARN_ADMIN_KEY": ADMIN_KEY,
+                "ERRLEARN_LOG_LEVEL": "WARNING",
+            }
+        )
+        env.update(self.env)
+        log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError("server did not become healthy")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _sender(url: str, stop: threading.Event, acked: list[str], batch: bool, seed: int) -> None:
+    n = 0
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {INGEST_KEY}"}, timeout=10) as c:
+        while not stop.is_set():
+            n += 1
+            ev = {
+                "service": f"svc-{seed}",
+                "error_type": "TimeoutError",
+                "error_message": f"call {n} to backend {seed} timed out after {n % 50} ms",
+                "severity": "medium",
+            }
+            try:
+                if batch:
+                    r = c.post("/errors/batch", json={"errors": [ev] * 20})
+                    if r.status_code == 202:
+                        acked.extend(x["event_id"] for x in r.json()["results"] if x["status"] == "accepted")
+                else:
+                    r = c.post("/errors", json=ev)
+                    if r.status_code == 202:
+                        acked.append(r.json()["event_id"])
+            except httpx.HTTPError:
+                return  # the server died under us: what was acknowledged so far is what counts
+
+
+def crash_once(data_dir: Path, *, run_s: float = 0.8, senders: int = 4) -> tuple[int, int]:
+    """Send continuously, SIGKILL the server mid-stream, restart, check every acknowledged event.
+
+    Returns (acknowledged, missing).
+    """
+    server = LiveServer(data_dir).start()
+    stop = threading.Event()
+    acked: list[list[str]] = [[] for _ in range(senders)]
+    threads = [
+        threading.Thread(target=_sender, args=(server.url, stop, acked[i], i % 2 == 0, i), daemon=True)
+        for i in range(senders)
+    ]
+    for t in threads:
+        t.start()
+    time.sleep(run_s)
+    server.kill()  # mid-stream: requests are in flight
+    stop.set()
+    for t in threads:
+        t.join(15)
+    ids = [i for a in acked for i in a]
+    server = LiveServer(data_dir, port=server.port).start()
+    try:
+        db = sqlite3.connect(data_dir / "errlearn.db")
+        present: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            q = f"SELECT id FROM events WHERE id IN ({','.join('?' * len(chunk))})"
+            present.update(r[0] for r in db.execute(q, chunk))
+        db.close()
+    finally:
+        server.stop()
+    return len(ids), len(set(ids) - present)
