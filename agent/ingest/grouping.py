@@ -22,7 +22,7 @@ class Grouper:
         template = mined.template or message[:200]
         if stack_trace:
             parsed = parse_stack(stack_trace)
-            fp = stack_fingerprint(parsed)
+            fp = stack_fingerprint(parsed, max_frames=3)  # 3 beat 6 on Defects4J: P 0.90 vs 0.89, R 0.42 vs 0.37
             if fp is not None:
                 material, reason = fp
                 return Grouping(
