@@ -47,6 +47,39 @@ class Settings(BaseSettings):
     """Size at which a `logs/errors/<service>-errors.jsonl` sink is rotated."""
     sink_backups: int = Field(default=5, ge=0)
 
+    embedder: Literal["wordllama", "minilm", "ollama"] = "wordllama"
+    """Embedding model: wordllama (embedded, default), minilm (optional extra), ollama (production)."""
+    chroma_url: str | None = None
+    """A Chroma server (`chroma run`), e.g. http://127.0.0.1:8000; default: embedded Chroma in the data dir."""
+    ollama_url: str = "http://127.0.0.1:11434"
+    """Ollama server for the `ollama` embedder and LLM provider."""
+    ollama_embed_model: str = "nomic-embed-text"
+
+    llm: Literal["embedded", "ollama", "openai", "litellm"] = "embedded"
+    """Model provider: embedded (llama.cpp + SmolLM2 from PyPI), ollama, openai (any compatible server), litellm."""
+    llm_model: str | None = None
+    """Model id: ollama default `qwen2.5:7b`; required for openai/litellm; embedded uses its GGUF."""
+    llm_base_url: str | None = None
+    """openai-compatible server URL (`.../v1`) or LiteLLM api_base; ollama uses ERRLEARN_OLLAMA_URL when unset."""
+    llm_api_key: SecretStr | None = None
+    llm_gguf_path: Path | None = None
+    """embedded: any local GGUF file instead of the bundled SmolLM2-135M-Instruct."""
+    llm_context_tokens: int = Field(default=2048, ge=512)
+    llm_max_output_tokens: int = Field(default=400, ge=16)
+    llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_tools: bool = False
+    """Give the chat agent read-only tools (for models that call tools well, e.g. a 7B+ Ollama model)."""
+    min_similarity: float = Field(default=0.55, ge=-1, le=1)
+    """Retrieved patterns/knowledge below this cosine similarity are not put in front of the model."""
+    min_confidence: float = Field(default=0.35, ge=0, le=1)
+    """Diagnoses below this confidence are stored as inconclusive."""
+    diagnose_new_patterns: bool = True
+    """Queue a diagnosis job for every new pattern (the worker runs them)."""
+
+    worker: bool = True
+    """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
+    worker_poll_s: float = Field(default=1.0, gt=0)
+
     log_json: bool = False
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"

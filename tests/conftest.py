@@ -75,6 +75,7 @@ def settings(tmp_path: Path, database_url: str):  # type: ignore[no-untyped-def]
         database_url=database_url,
         api_keys=[INGEST_KEY],  # type: ignore[list-item]
         admin_key=ADMIN_KEY,  # type: ignore[arg-type]
+        worker=False,  # tests drive the worker explicitly (Worker.tick)
     )
 
 

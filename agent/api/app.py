@@ -14,10 +14,10 @@ from agent import __version__
 from agent.api import errors
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.routes import errors as error_routes
-from agent.api.routes import events, patterns, stats
+from agent.api.routes import diagnosis, events, patterns, search, stats
+from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
-from agent.service import Core
 from agent.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ def create_app(
     settings: Settings,
     *,
     keys: KeyRing | None = None,
-    core_factory: Callable[[Settings], Core] | None = None,
+    services_factory: Callable[[Settings], Services] | None = None,
 ) -> FastAPI:
     """Build the app. Keys default to the configured ones, else those generated into the data dir."""
     ring, generated = load_or_create(settings.data_dir, keys or configured_keys(settings))
@@ -43,13 +43,14 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        core = (core_factory or Core)(settings)
-        core.open()
-        app.state.core = core
+        services = (services_factory or build_services)(settings)
+        services.start(worker=settings.worker)
+        app.state.services = services
+        app.state.core = services.core
         try:
             yield
         finally:
-            core.close()
+            services.close()
 
     app = FastAPI(
         title="errlearn",
@@ -61,7 +62,7 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (error_routes.router, events.router, patterns.router, stats.router):
+    for router in (error_routes.router, events.router, patterns.router, search.router, diagnosis.router, stats.router):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from sqlalchemy import Connection, desc, func, select
+from sqlalchemy import Connection, case, desc, func, select
 
 from agent.store.tables import EventRow, PatternRow
 
@@ -74,15 +74,11 @@ def top_patterns(conn: Connection, *, since: dt.datetime, limit: int = 10) -> li
 def new_vs_recurring(conn: Connection, *, since: dt.datetime) -> dict[str, int]:
     """Patterns active in the window: first seen inside it (new) or before it (recurring)."""
     active = select(EVENTS.c.pattern_id).where(EVENTS.c.received_at >= since).distinct().subquery()
-    rows = conn.execute(
-        select(PATTERNS.c.first_seen >= since, func.count())
+    new, total = conn.execute(
+        select(func.coalesce(func.sum(case((PATTERNS.c.first_seen >= since, 1), else_=0)), 0), func.count())
         .select_from(PATTERNS.join(active, PATTERNS.c.id == active.c.pattern_id))
-        .group_by(PATTERNS.c.first_seen >= since)
-    ).all()
-    out = {"new": 0, "recurring": 0}
-    for is_new, n in rows:
-        out["new" if is_new else "recurring"] += int(n)
-    return out
+    ).one()
+    return {"new": int(new), "recurring": int(total) - int(new)}
 
 
 def per_service(conn: Connection, *, since: dt.datetime) -> list[dict[str, Any]]:

@@ -57,8 +57,8 @@ class _Work:
     counters: dict[str, int] = field(default_factory=dict)
 
 
-PatternHook = Callable[[Connection, list[str]], None]
-"""Called inside the writer's transaction with the ids of patterns that are new or changed."""
+PatternHook = Callable[[Connection, list[str], list[str]], None]
+"""Called inside the writer's transaction with the ids of new patterns and of changed ones."""
 
 
 class WriterStopped(RuntimeError):
@@ -218,10 +218,9 @@ class EventWriter:
                     counters[key] = counters.get(key, 0) + 1
             if counters:
                 self._add_counters(conn, counters)
-            touched = sorted(new_ids | changed_ids)
-            if touched:
+            if new_ids or changed_ids:
                 for hook in self.pattern_hooks:
-                    hook(conn, touched)
+                    hook(conn, sorted(new_ids), sorted(changed_ids))
         grouper.dirty = False
         results = [
             [Stored(r["id"], r["pattern_id"], r["pattern_id"] in new_ids) for r, _ in items] for items in per_work

@@ -1,0 +1,108 @@
+"""Diagnoses of patterns and the "why did this fail?" chat."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from agent.api.deps import AdminDep, KeyDep
+from agent.api.errors import ApiError
+from agent.api.routes.search import ServicesDep
+from agent.diagnose import PatternNotFound
+from agent.domain import Diagnosis
+from agent.llm.agents import AskResult
+
+router = APIRouter(tags=["diagnosis"])
+
+
+class AskRequest(BaseModel):
+    question: Annotated[str, Field(min_length=3, max_length=2000)]
+    service: str | None = Field(default=None, max_length=64)
+    since: dt.datetime | None = None
+
+
+class Citation(BaseModel):
+    id: str
+    kind: str
+    link: str
+
+
+class AskPublic(BaseModel):
+    status: str
+    answer: str
+    citations: list[Citation]
+    removed_citations: list[str]
+    model: str
+    prompt: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+
+
+def _link(cid: str) -> Citation:
+    if cid.startswith("ev_"):
+        return Citation(id=cid, kind="event", link=f"/events/{cid}")
+    if cid.startswith("pat_"):
+        return Citation(id=cid, kind="pattern", link=f"/patterns/{cid}")
+    if cid.startswith("ERROR-"):
+        return Citation(id=cid, kind="guide", link=f"/guide/{cid}")
+    return Citation(id=cid, kind="knowledge", link=f"/knowledge/{cid}")
+
+
+def _ask_public(r: AskResult) -> AskPublic:
+    return AskPublic(status=r.status, answer=r.answer, citations=[_link(c) for c in r.citations],
+                     removed_citations=r.removed_citations, model=r.model,
+                     prompt=f"{r.prompt.name}@v{r.prompt.version}:{r.prompt.sha256[:12]}",
+                     input_tokens=r.input_tokens, output_tokens=r.output_tokens, latency_ms=r.latency_ms)
+
+
+@router.get("/patterns/{pattern_id}/diagnosis", response_model=Diagnosis, dependencies=[KeyDep])
+def get_diagnosis(services: ServicesDep, pattern_id: str = Path(max_length=64)) -> Diagnosis:
+    """The current diagnosis of a pattern (404 while none has been made)."""
+    if services.core.pattern(pattern_id) is None:
+        raise ApiError(404, "not_found", f"no pattern {pattern_id!r}")
+    d = services.diagnoser.current(pattern_id)
+    if d is None:
+        raise ApiError(404, "not_diagnosed", f"pattern {pattern_id} has no diagnosis yet; POST .../diagnose to queue one")
+    return d
+
+
+@router.post("/patterns/{pattern_id}/diagnose", status_code=202, dependencies=[AdminDep])
+def diagnose(services: ServicesDep, pattern_id: str = Path(max_length=64)) -> dict[str, Any]:
+    """Queue a fresh diagnosis of the pattern (the worker runs it)."""
+    try:
+        queued = services.diagnoser.request(pattern_id, force=True)
+    except PatternNotFound:
+        raise ApiError(404, "not_found", f"no pattern {pattern_id!r}") from None
+    return {"status": "queued" if queued else "already_queued", "pattern_id": pattern_id}
+
+
+@router.post("/ask", response_model=AskPublic, dependencies=[KeyDep])
+def ask(services: ServicesDep, body: AskRequest) -> AskPublic:
+    """Answer a question about the stored errors, citing the events and patterns it relies on."""
+    question = services.core.scrubber.text(body.question)
+    return _ask_public(services.diagnoser.ask(question, service=body.service, since=body.since))
+
+
+@router.post("/ask/stream", dependencies=[KeyDep])
+async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingResponse:
+    """Server-sent events: `delta` events with answer text as it is generated, then one `done` event."""
+    question = services.core.scrubber.text(body.question)
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            async for piece in services.diagnoser.ask_stream(question, service=body.service, since=body.since):
+                if isinstance(piece, str):
+                    yield b"event: delta\ndata: " + orjson.dumps({"text": piece}) + b"\n\n"
+                else:
+                    yield b"event: done\ndata: " + orjson.dumps(_ask_public(piece).model_dump()) + b"\n\n"
+        except Exception as exc:  # the stream has started: report in-band
+            yield b"event: error\ndata: " + orjson.dumps({"message": f"{type(exc).__name__}: {exc}"}) + b"\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")

@@ -1,0 +1,204 @@
+"""Diagnosis and chat use cases: gather evidence, call the agent, check, store, cache."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, desc, func, select
+
+from agent.domain import Diagnosis, EvidenceKind, Pattern
+from agent.llm.agents import ActionInfo, AgentDeps, AskResult, answer_question, draft_diagnosis, stream_answer
+from agent.llm.context import EvidenceContext, Retrieved, build_context, evidence_hash, prompt_budget
+from agent.llm.prompts import PromptLibrary
+from agent.llm.providers import model_settings
+from agent.retrieval.service import SearchFilters
+from agent.runtime import Runtime, llm_config
+from agent.store import diagnoses, jobs, repo
+from agent.store.jobs import Job
+from agent.store.tables import EventRow, PatternRow
+
+log = logging.getLogger(__name__)
+EVENTS = EventRow.__table__
+PATTERNS = PatternRow.__table__
+PROMPT_OVERHEAD_TOKENS = 450
+"""System prompt + schema + user template around the evidence (measured with tiktoken, rounded up)."""
+
+
+@dataclass(frozen=True)
+class DiagnoseOutcome:
+    diagnosis: Diagnosis
+    cached: bool
+
+
+class PatternNotFound(LookupError):
+    pass
+
+
+class Diagnoser:
+    def __init__(self, runtime: Runtime, *, prompts: PromptLibrary | None = None,
+                 actions: Callable[[], Sequence[ActionInfo]] | None = None,
+                 on_diagnosis: Callable[[Diagnosis], None] | None = None) -> None:
+        self.runtime = runtime
+        self.settings = runtime.settings
+        self.prompts = prompts or PromptLibrary()
+        self.actions = actions or (lambda: ())
+        self.on_diagnosis = on_diagnosis
+        self.calls = 0
+        """Model calls made by this process (the benchmark reports calls per 10k events)."""
+
+    # -- wiring ---------------------------------------------------------------------------------
+    def deps(self) -> AgentDeps:
+        rt = self.runtime.model()
+        return AgentDeps(model=rt.model, model_name=rt.name, prompts=self.prompts,
+                         model_settings=model_settings(rt.config), min_confidence=self.settings.min_confidence,
+                         actions=tuple(self.actions()))
+
+    def enqueue_new_patterns(self, conn: Connection, new_ids: list[str], _changed: list[str]) -> None:
+        """Writer hook: every new pattern gets one diagnosis job (in the same transaction)."""
+        if not self.settings.diagnose_new_patterns:
+            return
+        now = self.runtime.clock()
+        for pid in new_ids:
+            jobs.enqueue(conn, "diagnose", pid, now, delay_s=2.0)
+
+    def handle_job(self, job: Job) -> None:
+        self.diagnose(job.key, force=bool(job.payload.get("force")))
+
+    def request(self, pattern_id: str, *, force: bool = True) -> bool:
+        """Queue a (re-)diagnosis. False when one is already queued or running."""
+        engine = self.runtime.core.engine
+        with engine.begin() as conn:
+            if repo.get_pattern(conn, pattern_id) is None:
+                raise PatternNotFound(pattern_id)
+            return jobs.enqueue(conn, "diagnose", pattern_id, self.runtime.clock(), payload={"force": force})
+
+    # -- evidence -------------------------------------------------------------------------------
+    def _budget(self) -> int:
+        cfg = llm_config(self.settings)
+        return prompt_budget(cfg.context_tokens, cfg.max_output_tokens, PROMPT_OVERHEAD_TOKENS)
+
+    def _retrieved_for_pattern(self, pattern: Pattern) -> list[Retrieved]:
+        retrieval = self.runtime.retrieval()
+        sims = retrieval.similar_to_pattern(pattern, k=4, knowledge_k=3)
+        engine = self.runtime.core.engine
+        with engine.connect() as conn:
+            diag = diagnoses.current_for(conn, [s.id for s in sims if s.kind == "pattern"])
+        out = []
+        for s in sims:
+            if s.kind == "pattern":
+                text = f"similar earlier error: {s.document.replace(chr(10), ' | ')}"
+                d = diag.get(s.id)
+                if d is not None and d.status.value == "diagnosed":
+                    text += f"\nits diagnosis: {d.root_cause}"
+                out.append(Retrieved(EvidenceKind.pattern, s.id, s.score, text))
+            else:
+                entry = retrieval.knowledge_entry(s.id)
+                body = entry["text"] if entry else s.document
+                out.append(Retrieved(EvidenceKind.knowledge, s.id, s.score, f"{s.title}\n{body}"))
+        return out
+
+    def gather(self, pattern_id: str) -> tuple[Pattern, EvidenceContext]:
+        engine = self.runtime.core.engine
+        with engine.connect() as conn:
+            pattern = repo.get_pattern(conn, pattern_id)
+            if pattern is None:
+                raise PatternNotFound(pattern_id)
+            events = repo.recent_events(conn, pattern_id, 30)
+        ctx = build_context(events, self._retrieved_for_pattern(pattern), budget_tokens=self._budget(),
+                            min_similarity=self.settings.min_similarity)
+        return pattern, ctx
+
+    # -- diagnosis --------------------------------------------------------------------------------
+    def current(self, pattern_id: str) -> Diagnosis | None:
+        with self.runtime.core.engine.connect() as conn:
+            return diagnoses.current(conn, pattern_id)
+
+    def diagnose(self, pattern_id: str, *, force: bool = False) -> DiagnoseOutcome:
+        """Diagnose a pattern unless its current diagnosis was made from the same evidence."""
+        pattern, ctx = self.gather(pattern_id)
+        existing = self.current(pattern_id)
+        if existing is not None and not force and existing.evidence_hash == evidence_hash(pattern, ctx):
+            return DiagnoseOutcome(existing, cached=True)
+        self.calls += 1
+        result = draft_diagnosis(pattern, ctx, self.deps())
+        engine = self.runtime.core.engine
+        now = self.runtime.clock()
+        with engine.begin() as conn:
+            result.id = diagnoses.save(conn, result, now)
+        result.created_at = now
+        if self.on_diagnosis is not None:
+            self.on_diagnosis(result)
+        return DiagnoseOutcome(result, cached=False)
+
+    # -- chat ----------------------------------------------------------------------------------
+    def _services(self, conn: Connection) -> list[str]:
+        return [r[0] for r in conn.execute(select(PATTERNS.c.service).distinct())]
+
+    def mentioned_service(self, question: str) -> str | None:
+        """A known service named in the question ("the orchestrator" → ai-orchestrator)."""
+        with self.runtime.core.engine.connect() as conn:
+            services = self._services(conn)
+        words = set(re.findall(r"[a-z0-9]+", question.lower()))
+        best: tuple[int, str] | None = None
+        for s in services:
+            parts = [p for p in re.split(r"[-_.]", s.lower()) if len(p) >= 4]
+            hits = sum(1 for p in parts if p in words or p.rstrip("s") in words) + (3 if s.lower() in question.lower() else 0)
+            if hits and (best is None or hits > best[0]):
+                best = (hits, s)
+        return best[1] if best else None
+
+    def ask_context(self, question: str, service: str | None, since: dt.datetime | None) -> EvidenceContext:
+        service = service or self.mentioned_service(question)
+        engine = self.runtime.core.engine
+        retrieval = self.runtime.retrieval()
+        threshold = self.settings.min_similarity
+        hits = retrieval.search(question, k=5, filters=SearchFilters(service=service, since=since), knowledge_k=3)
+        with engine.connect() as conn:
+            recent: list[str] = []
+            if service:  # the service's busiest recent patterns count as relevant even if worded differently
+                window = since or (self.runtime.clock() - dt.timedelta(days=7))
+                n = func.count().label("n")
+                recent = [
+                    r.pattern_id for r in conn.execute(
+                        select(EVENTS.c.pattern_id, n).where(EVENTS.c.service == service, EVENTS.c.received_at >= window)
+                        .group_by(EVENTS.c.pattern_id).order_by(desc(n)).limit(3))
+                ]
+            pattern_ids = list(dict.fromkeys(recent + [h.id for h in hits if h.kind == "pattern"]))
+            patterns = {p.id: p for p in repo.get_patterns(conn, pattern_ids)}
+            diags = diagnoses.current_for(conn, pattern_ids)
+            latest = {pid: repo.recent_events(conn, pid, 1) for pid in pattern_ids[:3]}
+        scores = {h.id: h.score for h in hits}
+        retrieved: list[Retrieved] = []
+        for pid in pattern_ids:
+            p = patterns.get(pid)
+            if p is None:
+                continue
+            text = (f"error pattern in service {p.service}: {p.error_type}: {p.template} "
+                    f"({p.count} events, last seen {p.last_seen.isoformat(timespec='seconds')})")
+            d = diags.get(pid)
+            if d is not None:
+                text += f"\ndiagnosis ({d.status.value}): {d.root_cause}"
+            score = max(scores.get(pid, 0.0), threshold) if pid in recent else scores.get(pid, 0.0)
+            retrieved.append(Retrieved(EvidenceKind.pattern, pid, score, text))
+        for h in hits:
+            if h.kind == "knowledge":
+                entry = retrieval.knowledge_entry(h.id)
+                retrieved.append(Retrieved(EvidenceKind.knowledge, h.id, h.score, f"{h.title}\n{entry['text'] if entry else h.document}"))
+        events = [e for evs in latest.values() for e in evs]
+        return build_context(events, retrieved, budget_tokens=self._budget(), min_similarity=threshold, max_events=3)
+
+    def ask(self, question: str, *, service: str | None = None, since: dt.datetime | None = None) -> AskResult:
+        ctx = self.ask_context(question, service, since)
+        self.calls += 1
+        return answer_question(question, service, ctx, self.deps())
+
+    async def ask_stream(self, question: str, *, service: str | None = None,
+                         since: dt.datetime | None = None) -> AsyncIterator[str | AskResult]:
+        ctx = self.ask_context(question, service, since)
+        self.calls += 1
+        async for piece in stream_answer(question, service, ctx, self.deps()):
+            yield piece

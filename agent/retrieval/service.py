@@ -1,0 +1,263 @@
+"""Retrieval use cases: index patterns and knowledge in the vector store, find similar ones.
+
+The database is the source of truth; the vector store is derived from it and can always be
+rebuilt (`errlearn reindex`). Indexing runs in the worker, never on the ingest path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Engine, select, update
+
+from agent.domain import Pattern
+from agent.ingest.stacktrace import parse_stack
+from agent.retrieval.knowledge import KnowledgeEntry
+from agent.retrieval.text import error_embedding_text
+from agent.store import repo
+from agent.store.tables import EventRow, KnowledgeRow, PatternRow
+from agent.store.vectors import Hit, VectorStore
+
+log = logging.getLogger(__name__)
+PATTERNS = PatternRow.__table__
+EVENTS = EventRow.__table__
+KNOWLEDGE = KnowledgeRow.__table__
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    service: str | None = None
+    severity: str | None = None
+    since: dt.datetime | None = None
+    resolved: bool | None = None
+
+    def where(self) -> dict[str, Any] | None:
+        clauses: list[dict[str, Any]] = []
+        if self.service:
+            clauses.append({"service": self.service})
+        if self.severity:
+            clauses.append({"severity": self.severity})
+        if self.resolved is not None:
+            clauses.append({"resolved": self.resolved})
+        if self.since is not None:
+            clauses.append({"last_seen": {"$gte": int(self.since.timestamp())}})
+        if not clauses:
+            return None
+        return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+@dataclass(frozen=True)
+class Similar:
+    kind: Literal["pattern", "knowledge"]
+    id: str
+    score: float
+    title: str
+    document: str
+    metadata: dict[str, Any]
+
+
+def in_app_frames(stack_trace: str | None, limit: int = 6) -> list[str]:
+    if not stack_trace:
+        return []
+    parsed = parse_stack(stack_trace)
+    frames = [f for f in parsed.frames if f.in_app] or list(parsed.frames)
+    return [f"{f.module}.{f.function}" if f.module else f.function for f in frames[:limit]]
+
+
+def pattern_text(pattern: Pattern, stack_trace: str | None) -> str:
+    return error_embedding_text(
+        service=pattern.service,
+        error_type=pattern.error_type,
+        template=pattern.template,
+        frames=in_app_frames(stack_trace),
+    )
+
+
+def query_text(*, service: str, error_type: str, message: str, stack_trace: str | None) -> str:
+    """The text for an incoming event, built like a pattern's (its message masked like a template)."""
+    from agent.ingest.template import first_line, mask
+
+    return error_embedding_text(
+        service=service, error_type=error_type, template=mask(first_line(message)), frames=in_app_frames(stack_trace)
+    )
+
+
+def _metadata(p: Pattern) -> dict[str, Any]:
+    return {
+        "kind": "pattern",
+        "pattern_id": p.id,
+        "service": p.service,
+        "severity": p.max_severity.value,
+        "error_type": p.error_type[:200],
+        "first_seen": int(p.first_seen.timestamp()),
+        "last_seen": int(p.last_seen.timestamp()),
+        "resolved": p.resolved,
+        "count": p.count,
+    }
+
+
+class Retrieval:
+    def __init__(self, engine: Engine, store: VectorStore) -> None:
+        self.engine = engine
+        self.store = store
+
+    # -- indexing ----------------------------------------------------------------------------
+    def pending_patterns(self) -> int:
+        from sqlalchemy import func
+
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(PATTERNS)
+                    .where(PATTERNS.c.indexed_version < PATTERNS.c.content_version)
+                ).scalar_one()
+            )
+
+    def index_pending(self, limit: int = 256) -> int:
+        """Embed patterns that are new or whose template changed. Returns how many were written."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(PATTERNS.c.id, PATTERNS.c.content_version)
+                .where(PATTERNS.c.indexed_version < PATTERNS.c.content_version)
+                .order_by(PATTERNS.c.last_seen.desc())
+                .limit(limit)
+            ).all()
+            if not rows:
+                return 0
+            versions = {r.id: r.content_version for r in rows}
+            patterns = repo.get_patterns(conn, list(versions))
+            samples = {p.sample_event_id for p in patterns if p.sample_event_id}
+            stacks = {
+                r.id: r.stack_trace
+                for r in conn.execute(select(EVENTS.c.id, EVENTS.c.stack_trace).where(EVENTS.c.id.in_(samples)))
+            }
+        self._upsert_patterns(patterns, stacks)
+        with self.engine.begin() as conn:
+            for pid, version in versions.items():
+                conn.execute(update(PATTERNS).where(PATTERNS.c.id == pid).values(indexed_version=version))
+        return len(patterns)
+
+    def _upsert_patterns(self, patterns: Sequence[Pattern], stacks: dict[str, str | None]) -> None:
+        if not patterns:
+            return
+        self.store.upsert(
+            "patterns",
+            [p.id for p in patterns],
+            [pattern_text(p, stacks.get(p.sample_event_id or "")) for p in patterns],
+            [_metadata(p) for p in patterns],
+        )
+
+    def reindex(self, progress: Progress | None = None, batch: int = 512) -> tuple[int, int]:
+        """Rebuild both collections from the database. Returns (patterns, knowledge entries)."""
+        self.store.reset("patterns")
+        self.store.reset("knowledge")
+        with self.engine.begin() as conn:
+            conn.execute(update(PATTERNS).values(indexed_version=0))
+            conn.execute(update(KNOWLEDGE).values(indexed_sha256=None))
+            total = repo.count_patterns(conn)
+        done = 0
+        while True:
+            n = self.index_pending(batch)
+            if n == 0:
+                break
+            done += n
+            if progress:
+                progress(done, total)
+        return done, self.index_knowledge()
+
+    # -- knowledge -------------------------------------------------------------------------------
+    def import_knowledge(self, entries: Sequence[KnowledgeEntry], now: dt.datetime) -> tuple[int, int]:
+        """Store entries (insert or update by id) and index the changed ones. Returns (new, updated)."""
+        new = updated = 0
+        with self.engine.begin() as conn:
+            existing = {
+                r.id: r.sha256
+                for r in conn.execute(
+                    select(KNOWLEDGE.c.id, KNOWLEDGE.c.sha256).where(KNOWLEDGE.c.id.in_([e.id for e in entries]))
+                )
+            }
+            for e in entries:
+                emb = e.embedding_text()
+                sha = hashlib.sha256((e.title + "\0" + e.text + "\0" + emb).encode()).hexdigest()
+                values = dict(
+                    title=e.title,
+                    kind=e.kind,
+                    source=e.source,
+                    alert_name=e.alert_name,
+                    text=e.text,
+                    embedding_text=emb,
+                    sha256=sha,
+                    imported_at=now,
+                )
+                if e.id not in existing:
+                    conn.execute(KNOWLEDGE.insert().values(id=e.id, **values))
+                    new += 1
+                elif existing[e.id] != sha:
+                    conn.execute(update(KNOWLEDGE).where(KNOWLEDGE.c.id == e.id).values(**values))
+                    updated += 1
+        self.index_knowledge()
+        return new, updated
+
+    def index_knowledge(self) -> int:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(KNOWLEDGE).where(
+                    (KNOWLEDGE.c.indexed_sha256.is_(None)) | (KNOWLEDGE.c.indexed_sha256 != KNOWLEDGE.c.sha256)
+                )
+            ).all()
+        for start in range(0, len(rows), 512):
+            chunk = rows[start : start + 512]
+            self.store.upsert(
+                "knowledge",
+                [r.id for r in chunk],
+                [r.embedding_text for r in chunk],
+                [
+                    {"kind": r.kind, "title": r.title[:300], "source": r.source[:300], "alert_name": r.alert_name or ""}
+                    for r in chunk
+                ],
+            )
+            with self.engine.begin() as conn:
+                for r in chunk:
+                    conn.execute(update(KNOWLEDGE).where(KNOWLEDGE.c.id == r.id).values(indexed_sha256=r.sha256))
+        return len(rows)
+
+    def knowledge_entry(self, entry_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(KNOWLEDGE).where(KNOWLEDGE.c.id == entry_id)).first()
+        return dict(row._mapping) if row else None
+
+    # -- search ------------------------------------------------------------------------------------
+    def _pattern_hits(self, text: str, k: int, filters: SearchFilters, exclude: Sequence[str] = ()) -> list[Similar]:
+        hits: list[Hit] = self.store.query("patterns", text, k=k, where=filters.where(), exclude_ids=exclude)
+        return [Similar("pattern", h.id, h.score, h.document.split("\n", 1)[0], h.document, h.metadata) for h in hits]
+
+    def _knowledge_hits(self, text: str, k: int) -> list[Similar]:
+        hits = self.store.query("knowledge", text, k=k)
+        return [
+            Similar("knowledge", h.id, h.score, str(h.metadata.get("title", h.id)), h.document, h.metadata)
+            for h in hits
+        ]
+
+    def similar_to_pattern(
+        self, pattern: Pattern, *, k: int = 5, filters: SearchFilters | None = None, knowledge_k: int = 3
+    ) -> list[Similar]:
+        with self.engine.connect() as conn:
+            sample = repo.get_event(conn, pattern.sample_event_id) if pattern.sample_event_id else None
+        text = pattern_text(pattern, sample.stack_trace if sample else None)
+        out = self._pattern_hits(text, k, filters or SearchFilters(), exclude=[pattern.id])
+        out += self._knowledge_hits(text, knowledge_k) if knowledge_k else []
+        return sorted(out, key=lambda s: -s.score)
+
+    def search(
+        self, text: str, *, k: int = 5, filters: SearchFilters | None = None, knowledge_k: int = 3
+    ) -> list[Similar]:
+        out = self._pattern_hits(text, k, filters or SearchFilters())
+        out += self._knowledge_hits(text, knowledge_k) if knowledge_k else []
+        return sorted(out, key=lambda s: -s.score)

@@ -1,0 +1,97 @@
+"""Everything one process runs, opened lazily: the core, retrieval (embedder + Chroma), the model.
+
+Heavy parts load on first use, off the request path, so `/health` answers within a second of
+start and ingest never waits for an embedder or a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from agent.llm.config import LLMConfig
+from agent.llm.providers import ModelRuntime, open_model
+from agent.retrieval.service import Retrieval
+from agent.service import Clock, Core, utcnow
+from agent.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def llm_config(settings: Settings) -> LLMConfig:
+    base = settings.llm_base_url
+    if settings.llm == "ollama" and not base:
+        base = settings.ollama_url
+    return LLMConfig(
+        provider=settings.llm,
+        model=settings.llm_model,
+        base_url=base,
+        api_key=settings.llm_api_key,
+        gguf_path=settings.llm_gguf_path,
+        context_tokens=settings.llm_context_tokens,
+        max_output_tokens=settings.llm_max_output_tokens,
+        timeout_s=settings.llm_timeout_s,
+    )
+
+
+def open_retrieval(settings: Settings, core: Core) -> Retrieval:
+    from agent.retrieval.embedders import make_embedder
+    from agent.store.vectors import VectorStore
+
+    embedder = make_embedder(settings.embedder, ollama_url=settings.ollama_url, ollama_model=settings.ollama_embed_model)
+    if settings.chroma_url:
+        store = VectorStore.open(embedder, url=settings.chroma_url)
+    else:
+        store = VectorStore.open(embedder, path=settings.data_dir / "chroma")
+    return Retrieval(core.engine, store)
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock = utcnow,
+        core: Core | None = None,
+        retrieval_factory: Callable[[Settings, Core], Retrieval] | None = None,
+        model_factory: Callable[[LLMConfig], ModelRuntime] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.core = core or Core(settings, clock=clock)
+        self._retrieval_factory = retrieval_factory or open_retrieval
+        self._model_factory = model_factory or open_model
+        self._retrieval: Retrieval | None = None
+        self._model: ModelRuntime | None = None
+        self._lock = threading.RLock()
+
+    def retrieval(self) -> Retrieval:
+        with self._lock:
+            if self._retrieval is None:
+                self._retrieval = self._retrieval_factory(self.settings, self.core)
+            return self._retrieval
+
+    @property
+    def retrieval_ready(self) -> bool:
+        return self._retrieval is not None
+
+    def model(self) -> ModelRuntime:
+        with self._lock:
+            if self._model is None:
+                self._model = self._model_factory(llm_config(self.settings))
+            return self._model
+
+    @property
+    def model_ready(self) -> bool:
+        return self._model is not None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                try:
+                    self._model.close()
+                except Exception:
+                    log.exception("closing the model failed")
+                self._model = None
+        self.core.close()

@@ -1,0 +1,125 @@
+"""The background worker: indexes new patterns, runs durable jobs, fires periodic tasks.
+
+It runs as a thread inside `errlearn serve` (default) or alone as `errlearn worker`; several
+workers may share one PostgreSQL database (jobs are claimed with SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent.runtime import Runtime
+from agent.store import jobs
+from agent.store.jobs import Job
+
+log = logging.getLogger(__name__)
+JobHandler = Callable[[Job], None]
+
+
+@dataclass
+class Periodic:
+    name: str
+    every_s: float
+    run: Callable[[], Any]
+    last: float = field(default=float("-inf"))
+
+
+@dataclass
+class TickReport:
+    indexed: int = 0
+    knowledge_indexed: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    periodic: list[str] = field(default_factory=list)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.indexed or self.jobs_done or self.jobs_failed)
+
+
+class Worker:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        handlers: dict[str, JobHandler] | None = None,
+        periodic: list[Periodic] | None = None,
+        poll_s: float = 1.0,
+        index: bool = True,
+    ) -> None:
+        self.runtime = runtime
+        self.handlers: dict[str, JobHandler] = dict(handlers or {})
+        self.periodic = list(periodic or [])
+        self.poll_s = poll_s
+        self.index = index
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.ticks = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="errlearn-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                report = self.tick()
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("worker tick failed")
+                report = TickReport()
+            if not report.busy:
+                self._stop.wait(self.poll_s)
+
+    def tick(self, *, max_jobs: int = 10) -> TickReport:
+        """One round of work. Tests call this directly with an injected clock."""
+        self.ticks += 1
+        report = TickReport()
+        if self.index:
+            retrieval = self.runtime.retrieval()
+            report.indexed = retrieval.index_pending()
+            report.knowledge_indexed = retrieval.index_knowledge()
+        core = self.runtime.core
+        kinds = sorted(self.handlers)
+        for _ in range(max_jobs if kinds else 0):
+            job = jobs.claim(core.engine, kinds, core.clock())
+            if job is None:
+                break
+            try:
+                self.handlers[job.kind](job)
+            except Exception as exc:
+                retry = jobs.fail(core.engine, job, core.clock(), f"{type(exc).__name__}: {exc}")
+                log.warning("job %s %s failed (attempt %d, %s): %s", job.kind, job.key, job.attempts,
+                            "will retry" if retry else "giving up", exc)
+                report.jobs_failed += 1
+            else:
+                jobs.complete(core.engine, job, core.clock())
+                report.jobs_done += 1
+        now = time.monotonic()
+        for task in self.periodic:
+            if now - task.last >= task.every_s:
+                task.last = now
+                try:
+                    task.run()
+                    report.periodic.append(task.name)
+                except Exception:
+                    log.exception("periodic task %s failed", task.name)
+        return report
