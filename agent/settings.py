@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     diagnose_new_patterns: bool = True
     """Queue a diagnosis job for every new pattern (the worker runs them)."""
 
+    recovery_config: Path | None = None
+    """Allow-listed recovery actions: our YAML/JSON form or the seed's `error_monitor_config.json`."""
+    recovery_dry_run: bool = True
+    """Record what a recovery action would run without running it (turn off deliberately)."""
+    guide_path: Path = Path("docs/ERROR_PREVENTION_GUIDE.md")
+    """Where approved guide entries are rendered."""
+    learning_interval_minutes: float = Field(default=5.0, gt=0)
+    """Run a learning pass this often when new errors arrived."""
+
     worker: bool = True
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
     worker_poll_s: float = Field(default=1.0, gt=0)

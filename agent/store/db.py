@@ -58,7 +58,7 @@ def migrate(engine: Engine) -> None:
         with engine.begin() as conn:
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
     except SQLAlchemyError as exc:
         raise DatabaseUnavailable(f"cannot migrate database {engine.url!r}: {exc}") from exc
 

@@ -1,0 +1,3 @@
+"""Tables of the guide layer (on the shared metadata)."""
+
+from __future__ import annotations
