@@ -32,6 +32,8 @@ def llm_config(settings: Settings) -> LLMConfig:
         context_tokens=settings.llm_context_tokens,
         max_output_tokens=settings.llm_max_output_tokens,
         timeout_s=settings.llm_timeout_s,
+        threads=settings.llm_threads,
+        temperature=settings.llm_temperature,
     )
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     llm_context_tokens: int = Field(default=2048, ge=512)
     llm_max_output_tokens: int = Field(default=400, ge=16)
     llm_timeout_s: float = Field(default=120.0, gt=0)
+    llm_threads: int | None = Field(default=None, ge=1)
+    """embedded: llama.cpp CPU threads; default half the usable cores (more threads than free cores is far slower)."""
+    llm_temperature: float = Field(default=0.1, ge=0.0, le=2.0)
     llm_tools: bool = False
     """Give the chat agent read-only tools (for models that call tools well, e.g. a 7B+ Ollama model)."""
     min_similarity: float = Field(default=0.55, ge=-1, le=1)
