@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = None
     """embedded: any local GGUF file instead of the bundled SmolLM2-135M-Instruct."""
     llm_context_tokens: int = Field(default=2048, ge=512)
-    llm_max_output_tokens: int = Field(default=400, ge=16)
+    llm_max_output_tokens: int = Field(default=512, ge=16)
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_threads: int | None = Field(default=None, ge=1)
     """embedded: llama.cpp CPU threads; default half the usable cores (more threads than free cores is far slower)."""

@@ -17,7 +17,7 @@ from pydantic_ai.settings import ModelSettings
 
 from agent.domain import Diagnosis, DiagnosisStatus, EvidenceKind, Pattern, ProposedAction
 from agent.llm.context import EvidenceContext, evidence_hash
-from agent.llm.outputs import AskAnswer, DiagnosisDraft
+from agent.llm.outputs import AskAnswer, DiagnosisDraft, with_citable
 from agent.llm.prompts import PromptLibrary, RenderedPrompt
 
 EVENTS_ONLY_CONFIDENCE_CAP = 0.6
@@ -72,6 +72,10 @@ def check_citations(cited: Sequence[str], ctx: EvidenceContext) -> tuple[list[st
     return valid, removed, kinds
 
 
+# strict=False: OpenAI's strict mode drops maxLength/maxItems from the schema, and those bounds are what
+# keep a small model's answer inside its output budget (llama.cpp turns them into grammar rules).
+
+
 def _prompts(deps: AgentDeps, agent: str, **variables: Any) -> tuple[RenderedPrompt, RenderedPrompt]:
     system = deps.prompts.render(agent, "system", **variables.pop("system_vars", {}))
     user = deps.prompts.render(agent, "user", **variables)
@@ -91,21 +95,42 @@ def diagnosis_prompts(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -
 def draft_diagnosis(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Diagnosis:
     """Ask the model for a diagnosis of `pattern` grounded in `ctx`, then check it."""
     system, user = diagnosis_prompts(pattern, ctx, deps)
-    agent = Agent(deps.model, output_type=NativeOutput(DiagnosisDraft), instructions=system.text,
-                  model_settings=deps.model_settings, retries=deps.retries)
+    output = with_citable(DiagnosisDraft, "evidence", [i.alias for i in ctx.items], no_actions=not deps.actions)
+    agent = Agent(
+        deps.model,
+        output_type=NativeOutput(output, strict=False),
+        instructions=system.text,
+        model_settings=deps.model_settings,
+        retries=deps.retries,
+    )
     started = time.perf_counter()
     result = agent.run_sync(user.text)
     latency = int((time.perf_counter() - started) * 1000)
     draft = result.output
     usage = result.usage()
     return finalize_diagnosis(
-        pattern, ctx, draft, deps, system=system, input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0, latency_ms=latency,
+        pattern,
+        ctx,
+        draft,
+        deps,
+        system=system,
+        input_tokens=usage.input_tokens or 0,
+        output_tokens=usage.output_tokens or 0,
+        latency_ms=latency,
     )
 
 
-def finalize_diagnosis(pattern: Pattern, ctx: EvidenceContext, draft: DiagnosisDraft, deps: AgentDeps, *,
-                       system: RenderedPrompt, input_tokens: int, output_tokens: int, latency_ms: int) -> Diagnosis:
+def finalize_diagnosis(
+    pattern: Pattern,
+    ctx: EvidenceContext,
+    draft: DiagnosisDraft,
+    deps: AgentDeps,
+    *,
+    system: RenderedPrompt,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+) -> Diagnosis:
     """Apply the citation and confidence rules to a model's draft."""
     valid, removed, kinds = check_citations(draft.evidence, ctx)
     confidence = draft.confidence
@@ -115,8 +140,10 @@ def finalize_diagnosis(pattern: Pattern, ctx: EvidenceContext, draft: DiagnosisD
     if not valid or confidence < deps.min_confidence:
         status = DiagnosisStatus.inconclusive
     # Unknown action ids are kept on purpose: the recovery layer refuses and audits them.
-    actions = [ProposedAction(action_id=a.action_id, params={"service": a.service} if a.service else {})
-               for a in draft.proposed_actions]
+    actions = [
+        ProposedAction(action_id=a.action_id, params={"service": a.service} if a.service else {})
+        for a in draft.proposed_actions
+    ]
     return Diagnosis(
         pattern_id=pattern.id,
         status=status,
@@ -139,13 +166,26 @@ def finalize_diagnosis(pattern: Pattern, ctx: EvidenceContext, draft: DiagnosisD
     )
 
 
-def _ask_agent(deps: AgentDeps, system: RenderedPrompt) -> Agent[None, AskAnswer]:
-    return Agent(deps.model, output_type=NativeOutput(AskAnswer), instructions=system.text,
-                 model_settings=deps.model_settings, retries=deps.retries)
+def _ask_agent(deps: AgentDeps, system: RenderedPrompt, ctx: EvidenceContext) -> Agent[None, AskAnswer]:
+    output = with_citable(AskAnswer, "citations", [i.alias for i in ctx.items])
+    return Agent(
+        deps.model,
+        output_type=NativeOutput(output, strict=False),
+        instructions=system.text,
+        model_settings=deps.model_settings,
+        retries=deps.retries,
+    )
 
 
-def _ask_result(out: AskAnswer, ctx: EvidenceContext, deps: AgentDeps, system: RenderedPrompt,
-                input_tokens: int, output_tokens: int, latency_ms: int) -> AskResult:
+def _ask_result(
+    out: AskAnswer,
+    ctx: EvidenceContext,
+    deps: AgentDeps,
+    system: RenderedPrompt,
+    input_tokens: int,
+    output_tokens: int,
+    latency_ms: int,
+) -> AskResult:
     valid, removed, _ = check_citations(out.citations, ctx)
     # Aliases written inline in the answer ("[P1]") count as citations too.
     import re
@@ -155,35 +195,54 @@ def _ask_result(out: AskAnswer, ctx: EvidenceContext, deps: AgentDeps, system: R
         if item is not None and item.id not in valid:
             valid.append(item.id)
     status = out.status if valid else "inconclusive"
-    return AskResult(status, out.answer, valid, removed, deps.model_name, system, input_tokens, output_tokens, latency_ms)
+    return AskResult(
+        status, out.answer, valid, removed, deps.model_name, system, input_tokens, output_tokens, latency_ms
+    )
 
 
-def ask_prompts(question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps) -> tuple[RenderedPrompt, RenderedPrompt]:
+def ask_prompts(
+    question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps
+) -> tuple[RenderedPrompt, RenderedPrompt]:
     return _prompts(deps, "ask", question=question, service=service or "", evidence=ctx.render() or "(no evidence)")
 
 
 def answer_question(question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps) -> AskResult:
     system, user = ask_prompts(question, service, ctx, deps)
     started = time.perf_counter()
-    result = _ask_agent(deps, system).run_sync(user.text)
+    result = _ask_agent(deps, system, ctx).run_sync(user.text)
     usage = result.usage()
-    return _ask_result(result.output, ctx, deps, system, usage.input_tokens or 0, usage.output_tokens or 0,
-                       int((time.perf_counter() - started) * 1000))
+    return _ask_result(
+        result.output,
+        ctx,
+        deps,
+        system,
+        usage.input_tokens or 0,
+        usage.output_tokens or 0,
+        int((time.perf_counter() - started) * 1000),
+    )
 
 
-async def stream_answer(question: str, service: str | None, ctx: EvidenceContext,
-                        deps: AgentDeps) -> AsyncIterator[str | AskResult]:
+async def stream_answer(
+    question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps
+) -> AsyncIterator[str | AskResult]:
     """Yield growing answer text as it is generated, then the checked `AskResult`."""
     system, user = ask_prompts(question, service, ctx, deps)
     started = time.perf_counter()
     sent = ""
-    async with _ask_agent(deps, system).run_stream(user.text) as stream:
+    async with _ask_agent(deps, system, ctx).run_stream(user.text) as stream:
         async for partial in stream.stream_output(debounce_by=0.05):
             text = getattr(partial, "answer", "") or ""
             if len(text) > len(sent):
-                yield text[len(sent):]
+                yield text[len(sent) :]
                 sent = text
         final = await stream.get_output()
         usage = stream.usage()
-    yield _ask_result(final, ctx, deps, system, usage.input_tokens or 0, usage.output_tokens or 0,
-                      int((time.perf_counter() - started) * 1000))
+    yield _ask_result(
+        final,
+        ctx,
+        deps,
+        system,
+        usage.input_tokens or 0,
+        usage.output_tokens or 0,
+        int((time.perf_counter() - started) * 1000),
+    )

@@ -119,7 +119,9 @@ def build_context(
             ctx.dropped += 1
             continue
         counters[kind] += 1
-        ctx.items.append(Evidence(alias=f"{PREFIX[kind]}{counters[kind]}", kind=kind, id=item_id, text=text, score=score))
+        ctx.items.append(
+            Evidence(alias=f"{PREFIX[kind]}{counters[kind]}", kind=kind, id=item_id, text=text, score=score)
+        )
         ctx.tokens += cost
     return ctx
 

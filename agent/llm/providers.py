@@ -104,12 +104,19 @@ def check_model(config: LLMConfig) -> None:
 
 
 def model_settings(config: LLMConfig) -> ModelSettings:
-    """The per-request settings every provider gets."""
-    return ModelSettings(
+    """The per-request settings every provider gets.
+
+    The embedded llama.cpp server also gets a repeat penalty: tiny models otherwise loop on one
+    phrase until they hit the length bound of every field.
+    """
+    settings = ModelSettings(
         max_tokens=config.max_output_tokens,
         temperature=config.temperature,
         timeout=config.timeout_s,
     )
+    if config.provider == "embedded":
+        settings["extra_body"] = {"repeat_penalty": 1.1, "repeat_last_n": 128}
+    return settings
 
 
 # --- embedded -------------------------------------------------------------------------------------------------
