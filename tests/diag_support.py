@@ -65,7 +65,11 @@ def draft(**over: Any) -> dict[str, Any]:
 
 
 def services_with(settings: Settings, model: FunctionModel | Callable[[LLMConfig], ModelRuntime]) -> Services:
-    factory = model if callable(model) and not isinstance(model, FunctionModel) else (
-        lambda cfg: ModelRuntime(model=model, name="function:test", config=cfg)  # type: ignore[arg-type]
+    factory = (
+        model
+        if callable(model) and not isinstance(model, FunctionModel)
+        else (
+            lambda cfg: ModelRuntime(model=model, name="function:test", config=cfg)  # type: ignore[arg-type]
+        )
     )
     return build_services(settings, model_factory=factory)  # type: ignore[arg-type]

@@ -127,3 +127,21 @@ def test_bad_query_parameters_are_422(client) -> None:  # type: ignore[no-untype
     assert client.get("/patterns?limit=100000").status_code == 422
     assert client.get("/patterns?severity=extreme").status_code == 422
     assert client.get("/analytics?bucket=week").status_code == 422
+
+
+def test_gzip_body_is_accepted_and_bombs_are_refused(client) -> None:  # type: ignore[no-untyped-def]
+    import gzip
+
+    body = gzip.compress(json.dumps({"errors": [event(), event()]}).encode())
+    r = client.post("/errors/batch", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    assert r.status_code == 202 and r.json()["accepted"] == 2
+    before = _fingerprint(client)
+    bomb = gzip.compress(b"[" + b" " * (20 * 1024 * 1024) + b"]")
+    assert len(bomb) < 1024 * 1024
+    r = client.post("/errors/batch", content=bomb, headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 413
+    r = client.post("/errors", content=b"not gzip", headers={"Content-Encoding": "gzip"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_gzip"
+    r = client.post("/errors", content=b"{}", headers={"Content-Encoding": "br"})
+    assert r.status_code == 415
+    assert _fingerprint(client) == before

@@ -26,10 +26,18 @@ Start PostgreSQL and check that DATABASE_URL points at it.
 
 def _event(i: int, kind: int = 0) -> EventCreate:
     if kind == 0:
-        return EventCreate(service="orchestrator", error_type="OperationalError", severity="high",
-                           error_message=f'connection to server at "db" (10.0.0.{i % 9}), port 5432 failed: Connection refused')
-    return EventCreate(service=f"svc{kind}", error_type=f"Err{kind}", severity="medium",
-                       error_message=f"job {i} of kind {kind} failed with code {i % 7}")
+        return EventCreate(
+            service="orchestrator",
+            error_type="OperationalError",
+            severity="high",
+            error_message=f'connection to server at "db" (10.0.0.{i % 9}), port 5432 failed: Connection refused',
+        )
+    return EventCreate(
+        service=f"svc{kind}",
+        error_type=f"Err{kind}",
+        severity="medium",
+        error_message=f"job {i} of kind {kind} failed with code {i % 7}",
+    )
 
 
 @pytest.fixture
@@ -93,7 +101,9 @@ def test_events_only_confidence_is_capped(make) -> None:  # type: ignore[no-unty
 
 
 def test_out_of_range_output_is_clamped_and_trimmed(make) -> None:  # type: ignore[no-untyped-def]
-    services = make(scripted(lambda p: draft(confidence=87, summary="x" * 5000, solution_steps=[f"s{i}" for i in range(30)])))
+    services = make(
+        scripted(lambda p: draft(confidence=87, summary="x" * 5000, solution_steps=[f"s{i}" for i in range(30)]))
+    )
     d = services.diagnoser.diagnose(_pattern(services)).diagnosis
     assert d.confidence <= 1.0 and len(d.summary) <= 200 and len(d.solution_steps) <= 3
 
@@ -104,9 +114,13 @@ def test_1000_events_of_10_patterns_make_exactly_10_jobs_and_10_calls(make) -> N
     for start in range(0, 1000, 200):
         services.core.ingest_sync(events[start : start + 200])
     with services.core.engine.connect() as conn:
-        n_jobs = conn.execute(select(func.count()).select_from(JobRow.__table__).where(JobRow.kind == "diagnose")).scalar()
+        n_jobs = conn.execute(
+            select(func.count()).select_from(JobRow.__table__).where(JobRow.kind == "diagnose")
+        ).scalar()
     assert n_jobs == 10
-    services.runtime.core.clock = lambda: __import__("datetime").datetime.now(__import__("datetime").UTC) + __import__("datetime").timedelta(seconds=10)
+    services.runtime.core.clock = lambda: (
+        __import__("datetime").datetime.now(__import__("datetime").UTC) + __import__("datetime").timedelta(seconds=10)
+    )
     done = 0
     for _ in range(5):
         done += services.worker.tick().jobs_done
@@ -121,7 +135,9 @@ def test_model_down_keeps_ingest_working_and_retries_jobs(make, settings) -> Non
     import datetime as dt
 
     def down(_cfg):  # type: ignore[no-untyped-def]
-        raise ModelUnavailable("Ollama is not reachable at http://127.0.0.1:9 (connection refused); start it with `ollama serve`")
+        raise ModelUnavailable(
+            "Ollama is not reachable at http://127.0.0.1:9 (connection refused); start it with `ollama serve`"
+        )
 
     services = make(down)
     pid = _pattern(services)
@@ -154,7 +170,9 @@ def test_diagnosis_api(settings) -> None:  # type: ignore[no-untyped-def]
         app.state.services.diagnoser.diagnose(pid, force=True)
         d = c.get(f"/patterns/{pid}/diagnosis").json()
         assert d["status"] in ("diagnosed", "inconclusive") and d["evidence"]
-        assert c.post("/patterns/pat_nope/diagnose", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 404
+        assert (
+            c.post("/patterns/pat_nope/diagnose", headers={"Authorization": f"Bearer {ADMIN_KEY}"}).status_code == 404
+        )
 
 
 def test_ask_cites_patterns_and_streams(settings) -> None:  # type: ignore[no-untyped-def]
@@ -165,8 +183,11 @@ def test_ask_cites_patterns_and_streams(settings) -> None:  # type: ignore[no-un
 
     def answer(prompt: str) -> dict:  # type: ignore[type-arg]
         alias = re.search(r"\[(P\d)\]", prompt)
-        return {"status": "answered", "answer": f"The orchestrator cannot reach its database [{alias.group(1) if alias else 'P9'}].",
-                "citations": [alias.group(1) if alias else "P9", "P42"]}
+        return {
+            "status": "answered",
+            "answer": f"The orchestrator cannot reach its database [{alias.group(1) if alias else 'P9'}].",
+            "citations": [alias.group(1) if alias else "P9", "P42"],
+        }
 
     app = create_app(settings, services_factory=lambda s: services_with(s, scripted(answer)))
     with TestClient(app) as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 import orjson
@@ -34,8 +35,27 @@ _BATCH_BODY = {
 }
 
 
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """Decompress at most `limit` bytes: a small gzip body must not expand into gigabytes."""
+    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    out = d.decompress(raw, limit + 1)
+    if len(out) > limit or d.unconsumed_tail:
+        raise ApiError(413, "too_large", f"decompressed body exceeds the limit of {limit} bytes")
+    return out
+
+
 async def _json_body(request: Request, core: Any) -> Any:
     raw = await request.body()
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        try:
+            raw = _gunzip(raw, core.settings.max_body_bytes * 8)
+        except zlib.error as exc:
+            core.reject(1, "invalid_gzip")
+            raise ApiError(400, "invalid_gzip", f"Content-Encoding is gzip but the body is not: {exc}") from exc
+    elif encoding not in ("identity", ""):
+        core.reject(1, "unsupported_encoding")
+        raise ApiError(415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip or none")
     if not raw.strip():
         core.reject(1, "empty_body")
         raise ApiError(400, "empty_body", "request body is empty; send a JSON object")
