@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from agent.diagnose import Diagnoser
 from agent.llm.config import LLMConfig
-from agent.llm.providers import ModelRuntime
-from agent.retrieval.service import Retrieval
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
 from agent.worker import Worker
+
+if TYPE_CHECKING:
+    from agent.llm.providers import ModelRuntime
+    from agent.retrieval.service import Retrieval
 
 
 @dataclass

@@ -7,19 +7,21 @@ import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, desc, func, select
 
 from agent.domain import Diagnosis, EvidenceKind, Pattern
-from agent.llm.agents import ActionInfo, AgentDeps, AskResult, answer_question, draft_diagnosis, stream_answer
-from agent.llm.context import EvidenceContext, Retrieved, build_context, evidence_hash, prompt_budget
-from agent.llm.prompts import PromptLibrary
-from agent.llm.providers import model_settings
 from agent.retrieval.service import SearchFilters
 from agent.runtime import Runtime, llm_config
 from agent.store import diagnoses, jobs, repo
 from agent.store.jobs import Job
 from agent.store.tables import EventRow, PatternRow
+
+if TYPE_CHECKING:  # the model stack (pydantic-ai, openai, tiktoken) loads on first diagnosis
+    from agent.llm.agents import ActionInfo, AgentDeps, AskResult
+    from agent.llm.context import EvidenceContext, Retrieved
+    from agent.llm.prompts import PromptLibrary
 
 log = logging.getLogger(__name__)
 EVENTS = EventRow.__table__
@@ -39,23 +41,44 @@ class PatternNotFound(LookupError):
 
 
 class Diagnoser:
-    def __init__(self, runtime: Runtime, *, prompts: PromptLibrary | None = None,
-                 actions: Callable[[], Sequence[ActionInfo]] | None = None,
-                 on_diagnosis: Callable[[Diagnosis], None] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        prompts: PromptLibrary | None = None,
+        actions: Callable[[], Sequence[ActionInfo]] | None = None,
+        on_diagnosis: Callable[[Diagnosis], None] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
-        self.prompts = prompts or PromptLibrary()
+        self._prompts = prompts
         self.actions = actions or (lambda: ())
         self.on_diagnosis = on_diagnosis
         self.calls = 0
         """Model calls made by this process (the benchmark reports calls per 10k events)."""
 
     # -- wiring ---------------------------------------------------------------------------------
+    @property
+    def prompts(self) -> PromptLibrary:
+        if self._prompts is None:
+            from agent.llm.prompts import PromptLibrary
+
+            self._prompts = PromptLibrary()
+        return self._prompts
+
     def deps(self) -> AgentDeps:
+        from agent.llm.agents import AgentDeps
+        from agent.llm.providers import model_settings
+
         rt = self.runtime.model()
-        return AgentDeps(model=rt.model, model_name=rt.name, prompts=self.prompts,
-                         model_settings=model_settings(rt.config), min_confidence=self.settings.min_confidence,
-                         actions=tuple(self.actions()))
+        return AgentDeps(
+            model=rt.model,
+            model_name=rt.name,
+            prompts=self.prompts,
+            model_settings=model_settings(rt.config),
+            min_confidence=self.settings.min_confidence,
+            actions=tuple(self.actions()),
+        )
 
     def enqueue_new_patterns(self, conn: Connection, new_ids: list[str], _changed: list[str]) -> None:
         """Writer hook: every new pattern gets one diagnosis job (in the same transaction)."""
@@ -78,10 +101,14 @@ class Diagnoser:
 
     # -- evidence -------------------------------------------------------------------------------
     def _budget(self) -> int:
+        from agent.llm.context import prompt_budget
+
         cfg = llm_config(self.settings)
         return prompt_budget(cfg.context_tokens, cfg.max_output_tokens, PROMPT_OVERHEAD_TOKENS)
 
     def _retrieved_for_pattern(self, pattern: Pattern) -> list[Retrieved]:
+        from agent.llm.context import Retrieved
+
         retrieval = self.runtime.retrieval()
         sims = retrieval.similar_to_pattern(pattern, k=4, knowledge_k=3)
         engine = self.runtime.core.engine
@@ -102,14 +129,20 @@ class Diagnoser:
         return out
 
     def gather(self, pattern_id: str) -> tuple[Pattern, EvidenceContext]:
+        from agent.llm.context import build_context
+
         engine = self.runtime.core.engine
         with engine.connect() as conn:
             pattern = repo.get_pattern(conn, pattern_id)
             if pattern is None:
                 raise PatternNotFound(pattern_id)
             events = repo.recent_events(conn, pattern_id, 30)
-        ctx = build_context(events, self._retrieved_for_pattern(pattern), budget_tokens=self._budget(),
-                            min_similarity=self.settings.min_similarity)
+        ctx = build_context(
+            events,
+            self._retrieved_for_pattern(pattern),
+            budget_tokens=self._budget(),
+            min_similarity=self.settings.min_similarity,
+        )
         return pattern, ctx
 
     # -- diagnosis --------------------------------------------------------------------------------
@@ -119,6 +152,9 @@ class Diagnoser:
 
     def diagnose(self, pattern_id: str, *, force: bool = False) -> DiagnoseOutcome:
         """Diagnose a pattern unless its current diagnosis was made from the same evidence."""
+        from agent.llm.agents import draft_diagnosis
+        from agent.llm.context import evidence_hash
+
         pattern, ctx = self.gather(pattern_id)
         existing = self.current(pattern_id)
         if existing is not None and not force and existing.evidence_hash == evidence_hash(pattern, ctx):
@@ -146,12 +182,16 @@ class Diagnoser:
         best: tuple[int, str] | None = None
         for s in services:
             parts = [p for p in re.split(r"[-_.]", s.lower()) if len(p) >= 4]
-            hits = sum(1 for p in parts if p in words or p.rstrip("s") in words) + (3 if s.lower() in question.lower() else 0)
+            hits = sum(1 for p in parts if p in words or p.rstrip("s") in words) + (
+                3 if s.lower() in question.lower() else 0
+            )
             if hits and (best is None or hits > best[0]):
                 best = (hits, s)
         return best[1] if best else None
 
     def ask_context(self, question: str, service: str | None, since: dt.datetime | None) -> EvidenceContext:
+        from agent.llm.context import Retrieved, build_context
+
         service = service or self.mentioned_service(question)
         engine = self.runtime.core.engine
         retrieval = self.runtime.retrieval()
@@ -163,9 +203,14 @@ class Diagnoser:
                 window = since or (self.runtime.clock() - dt.timedelta(days=7))
                 n = func.count().label("n")
                 recent = [
-                    r.pattern_id for r in conn.execute(
-                        select(EVENTS.c.pattern_id, n).where(EVENTS.c.service == service, EVENTS.c.received_at >= window)
-                        .group_by(EVENTS.c.pattern_id).order_by(desc(n)).limit(3))
+                    r.pattern_id
+                    for r in conn.execute(
+                        select(EVENTS.c.pattern_id, n)
+                        .where(EVENTS.c.service == service, EVENTS.c.received_at >= window)
+                        .group_by(EVENTS.c.pattern_id)
+                        .order_by(desc(n))
+                        .limit(3)
+                    )
                 ]
             pattern_ids = list(dict.fromkeys(recent + [h.id for h in hits if h.kind == "pattern"]))
             patterns = {p.id: p for p in repo.get_patterns(conn, pattern_ids)}
@@ -177,8 +222,10 @@ class Diagnoser:
             p = patterns.get(pid)
             if p is None:
                 continue
-            text = (f"error pattern in service {p.service}: {p.error_type}: {p.template} "
-                    f"({p.count} events, last seen {p.last_seen.isoformat(timespec='seconds')})")
+            text = (
+                f"error pattern in service {p.service}: {p.error_type}: {p.template} "
+                f"({p.count} events, last seen {p.last_seen.isoformat(timespec='seconds')})"
+            )
             d = diags.get(pid)
             if d is not None:
                 text += f"\ndiagnosis ({d.status.value}): {d.root_cause}"
@@ -187,17 +234,26 @@ class Diagnoser:
         for h in hits:
             if h.kind == "knowledge":
                 entry = retrieval.knowledge_entry(h.id)
-                retrieved.append(Retrieved(EvidenceKind.knowledge, h.id, h.score, f"{h.title}\n{entry['text'] if entry else h.document}"))
+                retrieved.append(
+                    Retrieved(
+                        EvidenceKind.knowledge, h.id, h.score, f"{h.title}\n{entry['text'] if entry else h.document}"
+                    )
+                )
         events = [e for evs in latest.values() for e in evs]
         return build_context(events, retrieved, budget_tokens=self._budget(), min_similarity=threshold, max_events=3)
 
     def ask(self, question: str, *, service: str | None = None, since: dt.datetime | None = None) -> AskResult:
+        from agent.llm.agents import answer_question
+
         ctx = self.ask_context(question, service, since)
         self.calls += 1
         return answer_question(question, service, ctx, self.deps())
 
-    async def ask_stream(self, question: str, *, service: str | None = None,
-                         since: dt.datetime | None = None) -> AsyncIterator[str | AskResult]:
+    async def ask_stream(
+        self, question: str, *, service: str | None = None, since: dt.datetime | None = None
+    ) -> AsyncIterator[str | AskResult]:
+        from agent.llm.agents import stream_answer
+
         ctx = self.ask_context(question, service, since)
         self.calls += 1
         async for piece in stream_answer(question, service, ctx, self.deps()):

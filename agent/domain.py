@@ -61,6 +61,8 @@ class Grouping(BaseModel):
     template: str
     reason: str
     frames: tuple[Frame, ...] = ()
+    fingerprint_source: str = ""
+    """For template grouping: the Drain3 cluster id the fingerprint was made from."""
 
 
 class ErrorEvent(BaseModel):

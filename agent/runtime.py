@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent.llm.config import LLMConfig
-from agent.llm.providers import ModelRuntime, open_model
-from agent.retrieval.service import Retrieval
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
+
+if TYPE_CHECKING:  # pydantic-ai, openai and chromadb load on first use, off the API's start path
+    from agent.llm.providers import ModelRuntime
+    from agent.retrieval.service import Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +40,20 @@ def llm_config(settings: Settings) -> LLMConfig:
     )
 
 
+def open_model(config: LLMConfig) -> ModelRuntime:
+    from agent.llm.providers import open_model as _open
+
+    return _open(config)
+
+
 def open_retrieval(settings: Settings, core: Core) -> Retrieval:
     from agent.retrieval.embedders import make_embedder
+    from agent.retrieval.service import Retrieval
     from agent.store.vectors import VectorStore
 
-    embedder = make_embedder(settings.embedder, ollama_url=settings.ollama_url, ollama_model=settings.ollama_embed_model)
+    embedder = make_embedder(
+        settings.embedder, ollama_url=settings.ollama_url, ollama_model=settings.ollama_embed_model
+    )
     if settings.chroma_url:
         store = VectorStore.open(embedder, url=settings.chroma_url)
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import sqlite3
@@ -110,10 +111,11 @@ def _sender(url: str, stop: threading.Event, acked: list[str], batch: bool, seed
                 return  # the server died under us: what was acknowledged so far is what counts
 
 
-def crash_once(data_dir: Path, *, run_s: float = 0.8, senders: int = 4) -> tuple[int, int]:
+def crash_once(data_dir: Path, *, run_s: float = 0.8, senders: int = 4, min_acks: int = 40) -> tuple[int, int]:
     """Send continuously, SIGKILL the server mid-stream, restart, check every acknowledged event.
 
-    Returns (acknowledged, missing).
+    The kill comes `run_s` after at least `min_acks` events were acknowledged (or after 30 s), so a
+    slow machine still kills a server that is busy committing. Returns (acknowledged, missing).
     """
     server = LiveServer(data_dir).start()
     stop = threading.Event()
@@ -124,7 +126,10 @@ def crash_once(data_dir: Path, *, run_s: float = 0.8, senders: int = 4) -> tuple
     ]
     for t in threads:
         t.start()
-    time.sleep(run_s)
+    deadline = time.monotonic() + 30
+    while sum(len(a) for a in acked) < min_acks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(run_s * random.random())
     server.kill()  # mid-stream: requests are in flight
     stop.set()
     for t in threads:

@@ -15,7 +15,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_event(tmp_path: Path) -> None:
     data.mkdir()
     total = 0
     for round_ in range(5):
-        acked, missing = crash_once(data, run_s=0.6)
+        acked, missing = crash_once(data, run_s=0.5)
         print(f"crash round {round_ + 1}: {acked} acknowledged, {missing} missing")
         assert acked > 0, "the server acknowledged nothing before it was killed"
         assert missing == 0

@@ -1,4 +1,6 @@
 """Dependencies: the core, and key-based auth (`Authorization: Bearer <key>`)."""
+# Dependencies are async on purpose: they do no I/O, and FastAPI runs sync ones in a threadpool (a thread
+# handoff per dependency per request, ~20 % of single-event ingest time when profiled).
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from agent.keys import KeyRing, Role
 from agent.service import Core
 
 
-def get_core(request: Request) -> Core:
+async def get_core(request: Request) -> Core:
     core: Core = request.app.state.core
     return core
 
@@ -36,12 +38,12 @@ def _role(request: Request) -> Role:
     return role
 
 
-def require_key(request: Request) -> Role:
+async def require_key(request: Request) -> Role:
     """Any valid key (ingest or admin)."""
     return _role(request)
 
 
-def require_admin(request: Request) -> Role:
+async def require_admin(request: Request) -> Role:
     role = _role(request)
     if role is not Role.admin:
         raise ApiError(403, "forbidden", "this endpoint needs the admin key")

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine, select, update
 
@@ -21,7 +21,9 @@ from agent.retrieval.knowledge import KnowledgeEntry
 from agent.retrieval.text import error_embedding_text
 from agent.store import repo
 from agent.store.tables import EventRow, KnowledgeRow, PatternRow
-from agent.store.vectors import Hit, VectorStore
+
+if TYPE_CHECKING:  # chromadb is heavy: import it where it is used, not at API start
+    from agent.store.vectors import Hit, VectorStore
 
 log = logging.getLogger(__name__)
 PATTERNS = PatternRow.__table__

@@ -75,8 +75,9 @@ def new_vs_recurring(conn: Connection, *, since: dt.datetime) -> dict[str, int]:
     """Patterns active in the window: first seen inside it (new) or before it (recurring)."""
     active = select(EVENTS.c.pattern_id).where(EVENTS.c.received_at >= since).distinct().subquery()
     new, total = conn.execute(
-        select(func.coalesce(func.sum(case((PATTERNS.c.first_seen >= since, 1), else_=0)), 0), func.count())
-        .select_from(PATTERNS.join(active, PATTERNS.c.id == active.c.pattern_id))
+        select(
+            func.coalesce(func.sum(case((PATTERNS.c.first_seen >= since, 1), else_=0)), 0), func.count()
+        ).select_from(PATTERNS.join(active, PATTERNS.c.id == active.c.pattern_id))
     ).one()
     return {"new": int(new), "recurring": int(total) - int(new)}
 

@@ -15,14 +15,26 @@ DIAGNOSES = DiagnosisRow.__table__
 
 def _from_row(r: Any) -> Diagnosis:
     return Diagnosis(
-        id=r.id, pattern_id=r.pattern_id, status=DiagnosisStatus(r.status), summary=r.summary,
-        root_cause=r.root_cause, confidence=r.confidence, solution_steps=list(r.solution_steps or []),
-        prevention_tips=list(r.prevention_tips or []), evidence=list(r.evidence or []),
+        id=r.id,
+        pattern_id=r.pattern_id,
+        status=DiagnosisStatus(r.status),
+        summary=r.summary,
+        root_cause=r.root_cause,
+        confidence=r.confidence,
+        solution_steps=list(r.solution_steps or []),
+        prevention_tips=list(r.prevention_tips or []),
+        evidence=list(r.evidence or []),
         removed_citations=list(r.removed_citations or []),
         proposed_actions=[ProposedAction.model_validate(a) for a in (r.proposed_actions or [])],
-        model=r.model, prompt_name=r.prompt_name, prompt_version=r.prompt_version, prompt_sha256=r.prompt_sha256,
-        input_tokens=r.input_tokens, output_tokens=r.output_tokens, evidence_hash=r.evidence_hash,
-        latency_ms=r.latency_ms, created_at=r.created_at,
+        model=r.model,
+        prompt_name=r.prompt_name,
+        prompt_version=r.prompt_version,
+        prompt_sha256=r.prompt_sha256,
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        evidence_hash=r.evidence_hash,
+        latency_ms=r.latency_ms,
+        created_at=r.created_at,
     )
 
 

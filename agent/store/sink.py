@@ -45,10 +45,14 @@ class JsonlSink:
         return handler
 
     def append(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Append events; one write per file per call (the rotating handler checks size before it)."""
+        chunks: dict[tuple[str, str], list[str]] = {}
         for ev in events:
-            line = orjson.dumps(ev, default=str).decode("utf-8")
-            record = logging.LogRecord("errlearn.sink", logging.INFO, __file__, 0, line, None, None)
-            self._handler(self.file_for(str(ev.get("service", "unknown")), str(ev.get("kind", "runtime")))).emit(record)
+            key = (str(ev.get("service", "unknown")), str(ev.get("kind", "runtime")))
+            chunks.setdefault(key, []).append(orjson.dumps(ev, default=str).decode("utf-8"))
+        for (service, kind), lines in chunks.items():
+            record = logging.LogRecord("errlearn.sink", logging.INFO, __file__, 0, "\n".join(lines), None, None)
+            self._handler(self.file_for(service, kind)).emit(record)
 
     def close(self) -> None:
         for handler in self._handlers.values():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path
@@ -16,7 +16,9 @@ from agent.api.errors import ApiError
 from agent.api.routes.search import ServicesDep
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
-from agent.llm.agents import AskResult
+
+if TYPE_CHECKING:
+    from agent.llm.agents import AskResult
 
 router = APIRouter(tags=["diagnosis"])
 
@@ -56,10 +58,17 @@ def _link(cid: str) -> Citation:
 
 
 def _ask_public(r: AskResult) -> AskPublic:
-    return AskPublic(status=r.status, answer=r.answer, citations=[_link(c) for c in r.citations],
-                     removed_citations=r.removed_citations, model=r.model,
-                     prompt=f"{r.prompt.name}@v{r.prompt.version}:{r.prompt.sha256[:12]}",
-                     input_tokens=r.input_tokens, output_tokens=r.output_tokens, latency_ms=r.latency_ms)
+    return AskPublic(
+        status=r.status,
+        answer=r.answer,
+        citations=[_link(c) for c in r.citations],
+        removed_citations=r.removed_citations,
+        model=r.model,
+        prompt=f"{r.prompt.name}@v{r.prompt.version}:{r.prompt.sha256[:12]}",
+        input_tokens=r.input_tokens,
+        output_tokens=r.output_tokens,
+        latency_ms=r.latency_ms,
+    )
 
 
 @router.get("/patterns/{pattern_id}/diagnosis", response_model=Diagnosis, dependencies=[KeyDep])
@@ -69,7 +78,9 @@ def get_diagnosis(services: ServicesDep, pattern_id: str = Path(max_length=64)) 
         raise ApiError(404, "not_found", f"no pattern {pattern_id!r}")
     d = services.diagnoser.current(pattern_id)
     if d is None:
-        raise ApiError(404, "not_diagnosed", f"pattern {pattern_id} has no diagnosis yet; POST .../diagnose to queue one")
+        raise ApiError(
+            404, "not_diagnosed", f"pattern {pattern_id} has no diagnosis yet; POST .../diagnose to queue one"
+        )
     return d
 
 

@@ -19,7 +19,7 @@ from agent.store import diagnoses
 router = APIRouter(tags=["search"], dependencies=[KeyDep])
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -56,11 +56,19 @@ def _public(services: Services, hits: list[Similar]) -> list[SimilarPublic]:
     out = []
     for h in hits:
         d = diags.get(h.id)
-        out.append(SimilarPublic(
-            kind=h.kind, id=h.id, score=round(h.score, 4), title=h.title, text=h.document,
-            service=h.metadata.get("service"),
-            diagnosis=d.model_dump(mode="json", include={"status", "summary", "root_cause", "confidence"}) if d else None,
-        ))
+        out.append(
+            SimilarPublic(
+                kind=h.kind,
+                id=h.id,
+                score=round(h.score, 4),
+                title=h.title,
+                text=h.document,
+                service=h.metadata.get("service"),
+                diagnosis=d.model_dump(mode="json", include={"status", "summary", "root_cause", "confidence"})
+                if d
+                else None,
+            )
+        )
     return out
 
 
@@ -85,16 +93,25 @@ def similar(
 def search(services: ServicesDep, body: SearchRequest) -> list[SimilarPublic]:
     """Search patterns and knowledge by free text or by an error event."""
     if bool(body.text) == bool(body.event):
-        raise ApiError(422, "validation_error", "give exactly one of 'text' or 'event'",
-                       [{"field": "text", "message": "text or event required"}])
+        raise ApiError(
+            422,
+            "validation_error",
+            "give exactly one of 'text' or 'event'",
+            [{"field": "text", "message": "text or event required"}],
+        )
     if body.event is not None:
         ev = services.core.normalize(body.event, services.runtime.clock())
-        text = query_text(service=ev["service"], error_type=ev["error_type"], message=ev["error_message"],
-                          stack_trace=ev["stack_trace"])
+        text = query_text(
+            service=ev["service"],
+            error_type=ev["error_type"],
+            message=ev["error_message"],
+            stack_trace=ev["stack_trace"],
+        )
     else:
         text = services.core.scrubber.text(body.text or "")
-    filters = SearchFilters(service=body.service, severity=body.severity.value if body.severity else None,
-                            since=body.since)
+    filters = SearchFilters(
+        service=body.service, severity=body.severity.value if body.severity else None, since=body.since
+    )
     hits = services.runtime.retrieval().search(text, k=body.k, filters=filters, knowledge_k=3 if body.knowledge else 0)
     return _public(services, hits)
 
