@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.diagnose import Diagnoser
+from agent.recovery.service import Recovery, load_recovery_config
 from agent.llm.config import LLMConfig
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
-from agent.worker import Worker
+from agent.worker import Periodic, Worker
 
 if TYPE_CHECKING:
     from agent.llm.providers import ModelRuntime
@@ -23,6 +24,7 @@ class Services:
     runtime: Runtime
     diagnoser: Diagnoser
     worker: Worker
+    recovery: Recovery
 
     @property
     def core(self) -> Core:
@@ -47,7 +49,14 @@ def build_services(
     retrieval_factory: Callable[[Settings, Core], Retrieval] | None = None,
 ) -> Services:
     runtime = Runtime(settings, clock=clock, model_factory=model_factory, retrieval_factory=retrieval_factory)
-    diagnoser = Diagnoser(runtime)
+    recovery = Recovery(
+        runtime.core.engine,
+        load_recovery_config(settings.recovery_config),
+        clock=clock,
+        dry_run=settings.recovery_dry_run,
+    )
+    diagnoser = Diagnoser(runtime, actions=recovery.action_infos, on_diagnosis=recovery.propose_from_diagnosis)
     runtime.core.pattern_hooks.append(diagnoser.enqueue_new_patterns)
     worker = Worker(runtime, handlers={"diagnose": diagnoser.handle_job}, poll_s=settings.worker_poll_s)
-    return Services(runtime, diagnoser, worker)
+    worker.periodic.append(Periodic("recovery", 30, recovery.tick))
+    return Services(runtime, diagnoser, worker, recovery)

@@ -62,6 +62,13 @@ def serve(
     if worker is not None:
         settings = settings.model_copy(update={"worker": worker})
     _setup_logging(settings)
+    from agent.recovery.config import RecoveryConfigError
+    from agent.recovery.service import load_recovery_config
+
+    try:  # a bad allow-list must stop the start with a message naming the entry and field
+        load_recovery_config(settings.recovery_config)
+    except RecoveryConfigError as exc:
+        _fail(f"invalid recovery config {settings.recovery_config}: {exc}")
     ring, generated = load_or_create(settings.data_dir, configured_keys(settings))
     if generated is not None:
         console.print(f"[yellow]No API keys configured.[/] Generated keys are in [bold]{generated}[/] (mode 0600).")
@@ -335,6 +342,11 @@ def run(
         except Exception:  # never fail the build because of errlearn
             pass
     raise typer.Exit(result.exit_code)
+
+
+from agent.cli_recovery import recovery_app  # noqa: E402
+
+app.add_typer(recovery_app, name="recovery")
 
 
 def main() -> None:  # pragma: no cover

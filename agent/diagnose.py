@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, desc, func, select
 
+from agent import metrics
 from agent.domain import Diagnosis, EvidenceKind, Pattern
 from agent.retrieval.service import SearchFilters
 from agent.runtime import Runtime, llm_config
@@ -47,7 +48,7 @@ class Diagnoser:
         *,
         prompts: PromptLibrary | None = None,
         actions: Callable[[], Sequence[ActionInfo]] | None = None,
-        on_diagnosis: Callable[[Diagnosis], None] | None = None,
+        on_diagnosis: Callable[[Diagnosis], object] | None = None,
     ) -> None:
         self.runtime = runtime
         self.settings = runtime.settings
@@ -161,6 +162,7 @@ class Diagnoser:
             return DiagnoseOutcome(existing, cached=True)
         self.calls += 1
         result = draft_diagnosis(pattern, ctx, self.deps())
+        metrics.record_llm_call("diagnosis", result)  # metrics
         engine = self.runtime.core.engine
         now = self.runtime.clock()
         with engine.begin() as conn:
@@ -242,12 +244,62 @@ class Diagnoser:
         events = [e for evs in latest.values() for e in evs]
         return build_context(events, retrieved, budget_tokens=self._budget(), min_similarity=threshold, max_events=3)
 
+    def chat_tools(self, ctx: EvidenceContext) -> list[Callable[..., str]]:
+        """Read-only tools for the chat agent. Whatever they return joins `ctx` and becomes citable.
+
+        None of them can change anything: they only read patterns, events, stats and knowledge.
+        """
+        from agent.domain import EvidenceKind
+
+        core = self.runtime.core
+
+        def search_patterns(query: str, service: str | None = None) -> str:
+            """Search stored error patterns (and runbooks) by text; optionally only one service."""
+            hits = self.runtime.retrieval().search(
+                core.scrubber.text(query)[:2000], k=5, filters=SearchFilters(service=service)
+            )
+            lines = []
+            for h in hits:
+                kind = EvidenceKind.pattern if h.kind == "pattern" else EvidenceKind.knowledge
+                alias = ctx.add(kind, h.id, h.document, h.score)
+                lines.append(f"[{alias}] {h.kind} {h.id} (score {h.score:.2f}): {h.document.splitlines()[0][:200]}")
+            return "\n".join(lines) or "no matches"
+
+        def get_events(pattern_id: str, limit: int = 3) -> str:
+            """The newest events of a pattern (id like pat_…)."""
+            from agent.llm.context import event_text
+
+            found = core.pattern_detail(pattern_id, max(1, min(limit, 5)))
+            if found is None:
+                return f"no pattern {pattern_id}"
+            return "\n".join(f"[{ctx.add(EvidenceKind.event, e.id, event_text(e))}] {event_text(e)}" for e in found[1])
+
+        def get_stats() -> str:
+            """Counts of received and rejected events per service and severity."""
+            s = core.stats()["since_start"]
+            return f"received {s['received']}, rejected {s['rejected']}, by service {s['by_service']}"
+
+        def get_guide_entry(entry_id: str) -> str:
+            """A knowledge or guide entry by id (e.g. ERROR-001 or kb_…)."""
+            entry = self.runtime.retrieval().knowledge_entry(entry_id)
+            if entry is None:
+                return f"no entry {entry_id}"
+            alias = ctx.add(EvidenceKind.knowledge, entry_id, f"{entry['title']}\n{entry['text'][:1500]}")
+            return f"[{alias}] {entry['title']}\n{entry['text'][:1500]}"
+
+        return [search_patterns, get_events, get_stats, get_guide_entry]
+
     def ask(self, question: str, *, service: str | None = None, since: dt.datetime | None = None) -> AskResult:
         from agent.llm.agents import answer_question
 
         ctx = self.ask_context(question, service, since)
         self.calls += 1
-        return answer_question(question, service, ctx, self.deps())
+        deps = self.deps()
+        if self.settings.llm_tools:
+            deps.tools = self.chat_tools(ctx)
+        answer = answer_question(question, service, ctx, deps)
+        metrics.record_llm_call("ask", answer)  # metrics
+        return answer
 
     async def ask_stream(
         self, question: str, *, service: str | None = None, since: dt.datetime | None = None
@@ -257,4 +309,6 @@ class Diagnoser:
         ctx = self.ask_context(question, service, since)
         self.calls += 1
         async for piece in stream_answer(question, service, ctx, self.deps()):
+            if not isinstance(piece, str):  # metrics: the final AskResult
+                metrics.record_llm_call("ask", piece)
             yield piece

@@ -203,3 +203,44 @@ def test_ask_cites_patterns_and_streams(settings) -> None:  # type: ignore[no-un
             body = "".join(s.iter_text())
         assert "event: delta" in body and "event: done" in body and pid in body
         assert c.post("/ask", json={"question": ""}).status_code == 422
+
+
+def test_chat_tools_are_read_only_and_their_results_are_citable(settings) -> None:  # type: ignore[no-untyped-def]
+    from pydantic_ai.messages import ModelResponse, TextPart, ToolCallPart, ToolReturnPart
+    from pydantic_ai.models.function import FunctionModel
+
+    settings = settings.model_copy(update={"llm_tools": True})
+    calls: list[str] = []
+
+    def fn(messages, info):  # type: ignore[no-untyped-def]
+        calls.append(",".join(t.name for t in info.function_tools))
+        returned = [p for m in messages for p in getattr(m, "parts", []) if isinstance(p, ToolReturnPart)]
+        if not returned:
+            return ModelResponse(parts=[ToolCallPart("search_patterns", {"query": "websocket closed 1006"})])
+        alias = re.search(r"\[(P\d+)\]", str(returned[-1].content)).group(1)  # type: ignore[union-attr]
+        import json
+
+        return ModelResponse(
+            parts=[
+                TextPart(json.dumps({"status": "answered", "answer": f"see [{alias}]", "citations": [alias, "P77"]}))
+            ]
+        )
+
+    services = services_with(settings, FunctionModel(fn)).start(worker=False)
+    try:
+        pid = services.core.ingest_sync(
+            [
+                EventCreate(
+                    service="collab",
+                    error_type="WebSocketError",
+                    severity="high",
+                    error_message="WebSocket closed with code 1006",
+                )
+            ]
+        )[0].pattern_id
+        services.runtime.retrieval().index_pending()
+        r = services.diagnoser.ask("what breaks the collaboration engine?", service="nonexistent-service")
+        assert set(calls[0].split(",")) == {"search_patterns", "get_events", "get_stats", "get_guide_entry"}
+        assert r.citations == [pid] and r.removed_citations == ["P77"]
+    finally:
+        services.close()

@@ -14,7 +14,7 @@ from agent import __version__
 from agent.api import errors
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.routes import errors as error_routes
-from agent.api.routes import diagnosis, events, patterns, search, stats
+from agent.api.routes import diagnosis, events, patterns, recovery, search, stats
 from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
@@ -62,7 +62,15 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for router in (error_routes.router, events.router, patterns.router, search.router, diagnosis.router, stats.router):
+    for router in (
+        error_routes.router,
+        events.router,
+        patterns.router,
+        search.router,
+        diagnosis.router,
+        recovery.router,
+        stats.router,
+    ):
         app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -7,7 +7,7 @@ context is removed, and an answer left without valid evidence becomes inconclusi
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +41,8 @@ class AgentDeps:
     min_confidence: float = 0.35
     actions: Sequence[ActionInfo] = field(default_factory=tuple)
     retries: int = 2
+    tools: Sequence[Callable[..., str]] = field(default_factory=tuple)
+    """Read-only tools for the chat agent (only for models that call tools well)."""
 
 
 @dataclass(frozen=True)
@@ -167,13 +169,16 @@ def finalize_diagnosis(
 
 
 def _ask_agent(deps: AgentDeps, system: RenderedPrompt, ctx: EvidenceContext) -> Agent[None, AskAnswer]:
-    output = with_citable(AskAnswer, "citations", [i.alias for i in ctx.items])
+    # With tools the set of citable aliases grows during the run, so it cannot be fixed in the schema;
+    # the code check after the run still applies.
+    output = AskAnswer if deps.tools else with_citable(AskAnswer, "citations", [i.alias for i in ctx.items])
     return Agent(
         deps.model,
         output_type=NativeOutput(output, strict=False),
         instructions=system.text,
         model_settings=deps.model_settings,
         retries=deps.retries,
+        tools=list(deps.tools),
     )
 
 

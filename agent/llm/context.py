@@ -37,6 +37,16 @@ class EvidenceContext:
     dropped: int = 0
     """Items that did not fit the budget or fell below the similarity threshold."""
 
+    def add(self, kind: EvidenceKind, item_id: str, text: str, score: float | None = None) -> str:
+        """Add an item found during the run (a tool result); returns its alias (existing one if present)."""
+        for item in self.items:
+            if item.id == item_id:
+                return item.alias
+        n = sum(1 for i in self.items if i.kind is kind) + 1
+        alias = f"{PREFIX[kind]}{n}"
+        self.items.append(Evidence(alias=alias, kind=kind, id=item_id, text=text, score=score))
+        return alias
+
     def resolve(self, citation: str) -> Evidence | None:
         """An alias (`E1`, `[K2]`) or a real id that was in the context; None otherwise."""
         key = citation.strip().strip("[]()").strip()

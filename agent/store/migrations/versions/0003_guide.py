@@ -98,9 +98,39 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id'),
     sa.UniqueConstraint('entry_id', 'revision', name='uq_guide_revisions_entry_revision')
     )
+    _no_update_trigger()
+
+
+def _no_update_trigger() -> None:
+    """Revision rows are never changed (removing an entry may still remove its history)."""
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        op.execute(
+            "CREATE TRIGGER guide_revisions_no_update BEFORE UPDATE ON guide_revisions "
+            "BEGIN SELECT RAISE(ABORT, 'guide_revisions is append-only'); END"
+        )
+    elif dialect == "postgresql":
+        op.execute(
+            "CREATE FUNCTION guide_revisions_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION 'guide_revisions is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER guide_revisions_no_update BEFORE UPDATE ON guide_revisions "
+            "FOR EACH ROW EXECUTE FUNCTION guide_revisions_append_only()"
+        )
+
+
+def _drop_trigger() -> None:
+    dialect = op.get_bind().dialect.name
+    if dialect == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS guide_revisions_no_update")
+    elif dialect == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS guide_revisions_no_update ON guide_revisions")
+        op.execute("DROP FUNCTION IF EXISTS guide_revisions_append_only()")
 
 
 def downgrade() -> None:
+    _drop_trigger()
     op.drop_table('guide_revisions')
     with op.batch_alter_table('guide_entry_patterns', schema=None) as batch_op:
         batch_op.drop_index('ix_guide_entry_patterns_pattern')
