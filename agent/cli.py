@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -337,10 +338,8 @@ def run(
     sender = EventSender(url, key)
     result = run_and_capture(command, service=service or Path.cwd().name, kind=kind, send=sender)  # type: ignore[arg-type]
     if result.event is None:
-        try:
+        with contextlib.suppress(Exception):  # never fail the build because of errlearn
             sender.drain()
-        except Exception:  # never fail the build because of errlearn
-            pass
     raise typer.Exit(result.exit_code)
 
 

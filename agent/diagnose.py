@@ -17,7 +17,7 @@ from agent.retrieval.service import SearchFilters
 from agent.runtime import Runtime, llm_config
 from agent.store import diagnoses, jobs, repo
 from agent.store.jobs import Job
-from agent.store.tables import EventRow, PatternRow
+from agent.store.tables import EventRow, PatternRow, table_of
 
 if TYPE_CHECKING:  # the model stack (pydantic-ai, openai, tiktoken) loads on first diagnosis
     from agent.llm.agents import ActionInfo, AgentDeps, AskResult
@@ -25,8 +25,8 @@ if TYPE_CHECKING:  # the model stack (pydantic-ai, openai, tiktoken) loads on fi
     from agent.llm.prompts import PromptLibrary
 
 log = logging.getLogger(__name__)
-EVENTS = EventRow.__table__
-PATTERNS = PatternRow.__table__
+EVENTS = table_of(EventRow)
+PATTERNS = table_of(PatternRow)
 PROMPT_OVERHEAD_TOKENS = 450
 """System prompt + schema + user template around the evidence (measured with tiktoken, rounded up)."""
 

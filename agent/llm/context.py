@@ -110,12 +110,14 @@ def build_context(
 ) -> EvidenceContext:
     ctx = EvidenceContext()
     counters = dict.fromkeys(PREFIX, 0)
-    ev_items = [(EvidenceKind.event, e.id, None, event_text(e)) for e in distinct_events(events, max_events)]
+    ev_items: list[tuple[EvidenceKind, str, float | None, str]] = [
+        (EvidenceKind.event, e.id, None, event_text(e)) for e in distinct_events(events, max_events)
+    ]
     relevant = sorted((r for r in retrieved if r.score >= min_similarity), key=lambda r: -r.score)
     ctx.dropped += len(retrieved) - len(relevant)
-    ret_items = [(r.kind, r.id, r.score, r.text) for r in relevant]
+    ret_items: list[tuple[EvidenceKind, str, float | None, str]] = [(r.kind, r.id, r.score, r.text) for r in relevant]
     # Interleave: first two events, then alternate retrieved and remaining events.
-    ordered = ev_items[:2]
+    ordered: list[tuple[EvidenceKind, str, float | None, str]] = list(ev_items[:2])
     rest_ev, rest_ret = ev_items[2:], ret_items
     while rest_ev or rest_ret:
         if rest_ret:

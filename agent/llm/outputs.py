@@ -77,6 +77,7 @@ class DiagnosisDraft(BaseModel):
     proposed_actions: Annotated[list[ActionProposal], _take(1), Field(max_length=1)] = []
     """Optional recovery actions by id from the allowed list; leave empty when none fits."""
 
+
 # Budget check: at their bounds the strings total ~950 characters. Even degenerate text ("2. 2. 2.")
 # costs under 0.6 tokens a character, so with JSON syntax an answer stays under the default 512 output
 # tokens and is never cut off mid-JSON. (`no_actions` removes proposed_actions when none are allowed.)
@@ -95,9 +96,7 @@ class AskAnswer(BaseModel):
     """Aliases of the evidence items the answer relies on."""
 
 
-def with_citable(
-    model: type[DraftT], field: str, aliases: Sequence[str], *, no_actions: bool = False
-) -> type[DraftT]:
+def with_citable(model: type[DraftT], field: str, aliases: Sequence[str], *, no_actions: bool = False) -> type[DraftT]:
     """The same output model, but its JSON schema lets `field` hold only the given aliases.
 
     Constrained decoding (llama.cpp, Ollama and OpenAI turn the schema into a grammar) then keeps a
@@ -115,7 +114,7 @@ def with_citable(
     fields: dict[str, Any] = {}
     if aliases:
         # minItems 1: every answer points at evidence; "not sure" is said with status and confidence.
-        extra = {"items": {"type": "string", "enum": list(aliases)}, "minItems": 1, "maxItems": limit}
+        extra: dict[str, Any] = {"items": {"type": "string", "enum": list(aliases)}, "minItems": 1, "maxItems": limit}
         fields[field] = (Annotated[list[str], _take(limit), Field(max_length=limit, json_schema_extra=extra)], ...)
     if no_actions and "proposed_actions" in model.model_fields:
         # Nothing may be proposed: the grammar allows only [] (and validation still accepts what a

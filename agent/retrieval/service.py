@@ -20,15 +20,15 @@ from agent.ingest.stacktrace import parse_stack
 from agent.retrieval.knowledge import KnowledgeEntry
 from agent.retrieval.text import error_embedding_text
 from agent.store import repo
-from agent.store.tables import EventRow, KnowledgeRow, PatternRow
+from agent.store.tables import EventRow, KnowledgeRow, PatternRow, table_of
 
 if TYPE_CHECKING:  # chromadb is heavy: import it where it is used, not at API start
     from agent.store.vectors import Hit, VectorStore
 
 log = logging.getLogger(__name__)
-PATTERNS = PatternRow.__table__
-EVENTS = EventRow.__table__
-KNOWLEDGE = KnowledgeRow.__table__
+PATTERNS = table_of(PatternRow)
+EVENTS = table_of(EventRow)
+KNOWLEDGE = table_of(KnowledgeRow)
 Progress = Callable[[int, int], None]
 
 

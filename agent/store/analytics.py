@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, case, desc, func, select
 
-from agent.store.tables import EventRow, PatternRow
+from agent.store.tables import EventRow, PatternRow, table_of
 
-EVENTS = EventRow.__table__
-PATTERNS = PatternRow.__table__
+EVENTS = table_of(EventRow)
+PATTERNS = table_of(PatternRow)
 
 Bucket = Literal["hour", "day"]
 

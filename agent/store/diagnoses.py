@@ -8,9 +8,9 @@ from typing import Any
 from sqlalchemy import Connection, desc, select, update
 
 from agent.domain import Diagnosis, DiagnosisStatus, ProposedAction
-from agent.store.tables import DiagnosisRow
+from agent.store.tables import DiagnosisRow, table_of
 
-DIAGNOSES = DiagnosisRow.__table__
+DIAGNOSES = table_of(DiagnosisRow)
 
 
 def _from_row(r: Any) -> Diagnosis:

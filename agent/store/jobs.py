@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from agent.store.tables import JobRow
+from agent.store.tables import JobRow, table_of
 
-JOBS = JobRow.__table__
+JOBS = table_of(JobRow)
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ def complete(engine: Engine, job: Job, now: dt.datetime) -> None:
 
 def backoff_s(attempts: int, *, base: float = 5.0, cap: float = 900.0) -> float:
     """Exponential backoff with full jitter."""
-    return random.uniform(0.5, 1.0) * min(cap, base * 2 ** max(0, attempts - 1))
+    return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** max(0, attempts - 1))
 
 
 def fail(engine: Engine, job: Job, now: dt.datetime, error: str) -> bool:

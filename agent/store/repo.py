@@ -9,14 +9,14 @@ from typing import Any
 from sqlalchemy import Connection, delete, desc, func, insert, or_, select, update
 
 from agent.domain import ErrorEvent, EventKind, GroupMethod, Pattern, Severity
-from agent.store.tables import CounterRow, EventRow, JobRow, LearningRunRow, MetaRow, PatternRow
+from agent.store.tables import CounterRow, EventRow, JobRow, LearningRunRow, MetaRow, PatternRow, table_of
 
-EVENTS = EventRow.__table__
-PATTERNS = PatternRow.__table__
-COUNTERS = CounterRow.__table__
-META = MetaRow.__table__
-JOBS = JobRow.__table__
-RUNS = LearningRunRow.__table__
+EVENTS = table_of(EventRow)
+PATTERNS = table_of(PatternRow)
+COUNTERS = table_of(CounterRow)
+META = table_of(MetaRow)
+JOBS = table_of(JobRow)
+RUNS = table_of(LearningRunRow)
 
 
 def _event(row: Any) -> ErrorEvent:

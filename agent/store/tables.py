@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Table, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -185,3 +185,8 @@ class KnowledgeRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     imported_at: Mapped[dt.datetime] = mapped_column(nullable=False)
     indexed_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a mapped class, typed as a Table (SQLAlchemy types `__table__` as FromClause)."""
+    return cast(Table, model.__table__)

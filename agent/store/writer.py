@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -21,19 +22,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from agent import metrics
 from agent.domain import Severity
 from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
 from agent.ingest.template import TemplateMinerStore
 from agent.store.sink import JsonlSink
-from agent.store.tables import CounterRow, EventRow, MinerStateRow, PatternRow
+from agent.store.tables import CounterRow, EventRow, MinerStateRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
 
-EVENTS = EventRow.__table__
-PATTERNS = PatternRow.__table__
-COUNTERS = CounterRow.__table__
-MINER = MinerStateRow.__table__
+EVENTS = table_of(EventRow)
+PATTERNS = table_of(PatternRow)
+COUNTERS = table_of(CounterRow)
+MINER = table_of(MinerStateRow)
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,7 @@ class EventWriter:
                 return
 
     def _process(self, batch: list[_Work]) -> None:
+        started = time.perf_counter()  # metrics
         try:
             results, rows = self._commit(batch)
         except Exception as exc:  # the batch is not acknowledged; state is reloaded from the DB
@@ -163,6 +166,7 @@ class EventWriter:
             return
         self.batches += 1
         self.committed_events += len(rows)
+        metrics.record_commit(rows, results, time.perf_counter() - started)  # metrics: before the acks, so they see it
         for work, stored in zip(batch, results, strict=True):
             if work.future is not None:
                 work.future.set_result(stored)

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-import agent.guide.tables  # noqa: F401  (registers its tables on Base.metadata)
+import agent.guide.tables
 import agent.recovery.tables  # noqa: F401
 from agent.store.tables import Base
 
