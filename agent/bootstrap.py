@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from agent.diagnose import Diagnoser
-from agent.recovery.service import Recovery, load_recovery_config
+from agent.guide.service import Guide
 from agent.llm.config import LLMConfig
+from agent.recovery.service import Recovery, load_recovery_config
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
@@ -25,6 +27,7 @@ class Services:
     diagnoser: Diagnoser
     worker: Worker
     recovery: Recovery
+    guide: Guide
 
     @property
     def core(self) -> Core:
@@ -59,4 +62,12 @@ def build_services(
     runtime.core.pattern_hooks.append(diagnoser.enqueue_new_patterns)
     worker = Worker(runtime, handlers={"diagnose": diagnoser.handle_job}, poll_s=settings.worker_poll_s)
     worker.periodic.append(Periodic("recovery", 30, recovery.tick))
-    return Services(runtime, diagnoser, worker, recovery)
+    guide = Guide(
+        diagnoser,
+        guide_path=settings.guide_path,
+        match_similarity=settings.guide_match_similarity,
+        max_model_calls_per_run=settings.learning_max_model_calls,
+        stale_after=dt.timedelta(minutes=settings.learning_stale_minutes),
+    )
+    worker.periodic.append(Periodic("learning", 30, guide.learning.tick))
+    return Services(runtime, diagnoser, worker, recovery, guide)

@@ -343,9 +343,12 @@ def run(
     raise typer.Exit(result.exit_code)
 
 
+from agent.cli_guide import guide_app, learn_command  # noqa: E402
 from agent.cli_recovery import recovery_app  # noqa: E402
 
 app.add_typer(recovery_app, name="recovery")
+app.add_typer(guide_app, name="guide")
+app.command("learn")(learn_command)
 
 
 def main() -> None:  # pragma: no cover

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from agent import __version__
+from agent import __version__, metrics
 from agent.domain import ErrorEvent, Pattern, Severity
 from agent.ingest.normalize import EventCreate, Normalizer
 from agent.ingest.scrub import Scrubber
@@ -112,10 +112,10 @@ class Core:
         return self.writer
 
     # -- ingest ------------------------------------------------------------------------------------
-    async def ingest(self, bodies: list[EventCreate]) -> list[Stored]:
+    async def ingest(self, bodies: list[EventCreate], *, idempotency_key: str | None = None) -> list[Stored]:
         now = self.clock()
         rows = [self.normalize(b, now) for b in bodies]
-        return await self._writer().write(rows)
+        return await self._writer().write(rows, idempotency_key=idempotency_key)
 
     def ingest_sync(self, bodies: list[EventCreate]) -> list[Stored]:
         now = self.clock()
@@ -123,6 +123,7 @@ class Core:
 
     def reject(self, n: int, reason: str) -> None:
         self.live.add_rejected(n, reason)
+        metrics.record_rejected(n, reason)  # metrics
         self._writer().count({"rejected": n, f"rejected:{reason}": n})
 
     # -- reads -------------------------------------------------------------------------------------

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     """Where approved guide entries are rendered."""
     learning_interval_minutes: float = Field(default=5.0, gt=0)
     """Run a learning pass this often when new errors arrived."""
+    guide_match_similarity: float = Field(default=0.8, ge=-1, le=1)
+    """A pattern this similar to an approved guide entry is linked to it (a revision drafted), not given its own."""
+    learning_max_model_calls: int = Field(default=20, ge=1)
+    """Model calls per learning run; the rest waits for the next run."""
+    learning_stale_minutes: float = Field(default=60, gt=0)
+    """A learning run still running after this long is taken for dead."""
 
     worker: bool = True
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""

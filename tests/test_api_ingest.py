@@ -165,3 +165,14 @@ def test_openapi_documents_the_event_body(client) -> None:  # type: ignore[no-un
     assert "EventCreate" in spec["components"]["schemas"]
     assert "/errors/batch" in spec["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_idempotency_key_makes_a_retried_batch_a_replay(client) -> None:  # type: ignore[no-untyped-def]
+    body = {"errors": [event(), event(severity="low"), {"bad": 1}]}
+    first = client.post("/errors/batch", json=body, headers={"Idempotency-Key": "batch-123"}).json()
+    again = client.post("/errors/batch", json=body, headers={"Idempotency-Key": "batch-123"}).json()
+    assert again == first and first["accepted"] == 2
+    assert client.get("/status").json()["events"] == 2
+    other = client.post("/errors/batch", json=body, headers={"Idempotency-Key": "batch-124"}).json()
+    assert other["results"][0]["event_id"] != first["results"][0]["event_id"]
+    assert client.post("/errors", json=event(), headers={"Idempotency-Key": "x" * 300}).status_code == 400

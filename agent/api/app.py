@@ -13,8 +13,8 @@ from fastapi.openapi.utils import get_openapi
 from agent import __version__
 from agent.api import errors
 from agent.api.limits import BodyLimitMiddleware
+from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, stats
 from agent.api.routes import errors as error_routes
-from agent.api.routes import diagnosis, events, patterns, recovery, search, stats
 from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
@@ -68,6 +68,7 @@ def create_app(
         patterns.router,
         search.router,
         diagnosis.router,
+        guide.router,
         recovery.router,
         stats.router,
     ):

@@ -190,3 +190,14 @@ class KnowledgeRow(Base):
 def table_of(model: type[Base]) -> Table:
     """The Core table of a mapped class, typed as a Table (SQLAlchemy types `__table__` as FromClause)."""
     return cast(Table, model.__table__)
+
+
+class IdempotencyKeyRow(Base):
+    """`Idempotency-Key` of an acknowledged batch and its results, kept for a day: a retry after a lost
+    202 gets the same answer instead of storing the events twice. Written in the events' transaction."""
+
+    __tablename__ = "idempotency_keys"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    results: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent import metrics
@@ -28,7 +28,7 @@ from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
 from agent.ingest.template import TemplateMinerStore
 from agent.store.sink import JsonlSink
-from agent.store.tables import CounterRow, EventRow, MinerStateRow, PatternRow, table_of
+from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, MinerStateRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ EVENTS = table_of(EventRow)
 PATTERNS = table_of(PatternRow)
 COUNTERS = table_of(CounterRow)
 MINER = table_of(MinerStateRow)
+IDEMPOTENCY = table_of(IdempotencyKeyRow)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class _Work:
     events: list[dict[str, Any]]
     future: Future[list[Stored]] | None
     counters: dict[str, int] = field(default_factory=dict)
+    idempotency_key: str | None = None
 
 
 PatternHook = Callable[[Connection, list[str], list[str]], None]
@@ -108,15 +110,27 @@ class EventWriter:
         return self._queue.qsize()
 
     # -- submitting -------------------------------------------------------------------------
-    def submit(self, events: list[dict[str, Any]], counters: dict[str, int] | None = None) -> Future[list[Stored]]:
+    def submit(
+        self,
+        events: list[dict[str, Any]],
+        counters: dict[str, int] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> Future[list[Stored]]:
         if self._thread is None:
             raise WriterStopped("the event writer is not running")
         fut: Future[list[Stored]] = Future()
-        self._queue.put(_Work(events, fut, counters or {}))
+        self._queue.put(_Work(events, fut, counters or {}, idempotency_key))
         return fut
 
-    async def write(self, events: list[dict[str, Any]], counters: dict[str, int] | None = None) -> list[Stored]:
-        return await asyncio.wrap_future(self.submit(events, counters))
+    async def write(
+        self,
+        events: list[dict[str, Any]],
+        counters: dict[str, int] | None = None,
+        *,
+        idempotency_key: str | None = None,
+    ) -> list[Stored]:
+        return await asyncio.wrap_future(self.submit(events, counters, idempotency_key=idempotency_key))
 
     def write_sync(self, events: list[dict[str, Any]], timeout: float | None = 60.0) -> list[Stored]:
         return self.submit(events).result(timeout)
@@ -187,13 +201,41 @@ class EventWriter:
             state = conn.execute(select(MINER.c.state).where(MINER.c.id == 1)).scalar()
         return Grouper(TemplateMinerStore(state))
 
+    def _replays(self, batch: list[_Work]) -> dict[int, list[Stored] | int]:
+        """Works whose Idempotency-Key was already committed (stored results), or repeats an earlier work
+        of this batch (its index)."""
+        keys = [w.idempotency_key for w in batch if w.idempotency_key]
+        if not keys:
+            return {}
+        with self.engine.connect() as conn:
+            stored = {
+                k: [Stored(*r) for r in res]
+                for k, res in conn.execute(
+                    select(IDEMPOTENCY.c.key, IDEMPOTENCY.c.results).where(IDEMPOTENCY.c.key.in_(keys))
+                )
+            }
+        out: dict[int, list[Stored] | int] = {}
+        first: dict[str, int] = {}
+        for i, w in enumerate(batch):
+            k = w.idempotency_key
+            if not k:
+                continue
+            if k in stored:
+                out[i] = stored[k]
+            elif k in first:
+                out[i] = first[k]
+            else:
+                first[k] = i
+        return out
+
     def _commit(self, batch: list[_Work]) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
         grouper = self._grouper
+        replays = self._replays(batch)
         rows: list[dict[str, Any]] = []
         per_work: list[list[tuple[dict[str, Any], Any]]] = []
-        for work in batch:
+        for i, work in enumerate(batch):
             items = []
-            for ev in work.events:
+            for ev in [] if i in replays else work.events:
                 grouping = grouper.group(
                     service=ev["service"],
                     error_type=ev["error_type"],
@@ -225,10 +267,24 @@ class EventWriter:
             if new_ids or changed_ids:
                 for hook in self.pattern_hooks:
                     hook(conn, sorted(new_ids), sorted(changed_ids))
+            fresh = [
+                [Stored(r["id"], r["pattern_id"], r["pattern_id"] in new_ids) for r, _ in items] for items in per_work
+            ]
+            now = dt.datetime.now(dt.UTC)
+            keyed = [
+                {"key": w.idempotency_key, "results": [list(s.__dict__.values()) for s in fresh[i]], "created_at": now}
+                for i, w in enumerate(batch)
+                if w.idempotency_key and i not in replays
+            ]
+            if keyed:
+                conn.execute(insert(IDEMPOTENCY), keyed)
+            if self.batches % 1000 == 0:  # keys are kept a day
+                conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
         grouper.dirty = False
-        results = [
-            [Stored(r["id"], r["pattern_id"], r["pattern_id"] in new_ids) for r, _ in items] for items in per_work
-        ]
+        results: list[list[Stored]] = []
+        for i, items in enumerate(fresh):
+            replay = replays.get(i)
+            results.append(fresh[replay] if isinstance(replay, int) else replay if replay is not None else items)
         return results, rows
 
     def _upsert_patterns(self, conn: Connection, items: list[tuple[dict[str, Any], Any]]) -> tuple[set[str], set[str]]:

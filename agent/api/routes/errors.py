@@ -71,6 +71,16 @@ async def _json_body(request: Request, core: Any) -> Any:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from exc
 
 
+def _idempotency_key(request: Request) -> str | None:
+    """`Idempotency-Key` (the SDK sends one per batch): a retry of an acknowledged batch is not stored twice."""
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not (1 <= len(key) <= 100) or not key.isascii() or not key.isprintable():
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key must be 1-100 printable ASCII characters")
+    return key
+
+
 @router.post("/errors", status_code=202, openapi_extra=_SINGLE_BODY, summary="Report one error event")
 async def post_error(request: Request, core: CoreDep) -> FastJSON:
     """Validate, scrub, group and durably store one event. Answers 202 only after the commit."""
@@ -88,7 +98,7 @@ async def post_error(request: Request, core: CoreDep) -> FastJSON:
         raise ApiError(
             422, "validation_error", "invalid event: " + ", ".join(f["field"] for f in fields[:5]), fields
         ) from exc
-    (stored,) = await core.ingest([body])
+    (stored,) = await core.ingest([body], idempotency_key=_idempotency_key(request))
     return FastJSON(
         {
             "status": "accepted",
@@ -142,7 +152,8 @@ async def post_batch(request: Request, core: CoreDep) -> FastJSON:
     if rejected:
         core.reject(rejected, "validation")
     if good:
-        stored = await core.ingest(good)
+        key = _idempotency_key(request)
+        stored = await core.ingest(good, idempotency_key=key)
         for i, s in zip(good_idx, stored, strict=True):
             results[i] = {
                 "index": i,

@@ -38,8 +38,13 @@ def analytics(
     bucket: Literal["hour", "day"] = "hour",
     top: int = Query(default=10, ge=1, le=100),
 ) -> dict[str, Any]:
-    """Trends per hour/day, top patterns, new vs recurring patterns, per-service totals."""
-    return core.analytics(hours=hours, bucket=bucket, top=top)
+    """Trends per hour/day, top patterns, new vs recurring patterns, per-service totals, and the guide's
+    prevention metric (occurrences of each approved entry's patterns per day before vs after approval)."""
+    from agent.guide.metrics import prevention_metrics
+
+    out = core.analytics(hours=hours, bucket=bucket, top=top)
+    out["prevention"] = prevention_metrics(core.engine, core.clock())
+    return out
 
 
 @router.post("/reset-stats", dependencies=[AdminDep])
