@@ -13,7 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from agent import __version__
 from agent.api import errors
 from agent.api.limits import BodyLimitMiddleware
-from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, stats
+from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, sentry, stats
 from agent.api.routes import errors as error_routes
 from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
@@ -71,6 +71,7 @@ def create_app(
         guide.router,
         recovery.router,
         stats.router,
+        sentry.router,
     ):
         app.include_router(router)
 
