@@ -63,7 +63,9 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; see {log.name}")
+                log.close()
+                tail = Path(log.name).read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"server exited with {self.proc.returncode}; its log ends:\n{tail}")
             try:
                 if httpx.get(self.url + "/health", timeout=1).status_code == 200:
                     return self

@@ -213,8 +213,8 @@ class _Watch(io.BytesIO):
 def test_interrupt_is_forwarded_to_the_child() -> None:
     child = (
         "import sys, time\n"
-        "print('ready', flush=True)\n"
         "try:\n"
+        "    print('ready', flush=True)\n"  # inside the try: SIGINT may come right after it
         "    time.sleep(30)\n"
         "except KeyboardInterrupt:\n"
         "    print('child got SIGINT', flush=True)\n"
