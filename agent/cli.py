@@ -78,7 +78,8 @@ def serve(
     h = host or settings.host
     p = port or settings.port
     console.print(f"errlearn {__version__} listening on http://{h}:{p}  (API docs: http://{h}:{p}/docs)")
-    uvicorn.run(application, host=h, port=p, log_level=settings.log_level.lower(), access_log=False)
+    # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
+    uvicorn.run(application, host=h, port=p, log_level=settings.log_level.lower(), access_log=False, log_config=None)
 
 
 def _status_table(data: dict[str, Any]) -> Table:
@@ -139,6 +140,12 @@ def worker() -> None:
 
     settings = _settings()
     _setup_logging(settings)
+    metrics_server = None
+    if settings.worker_metrics_port:
+        from agent import metrics
+
+        registry = metrics.install(metrics.Metrics())
+        metrics_server = metrics.start_metrics_server(registry, settings.worker_metrics_port, settings.host)
     services = _services(worker=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -150,6 +157,8 @@ def worker() -> None:
         pass
     finally:
         services.close()
+        if metrics_server is not None:
+            metrics_server.stop()
 
 
 @app.command()

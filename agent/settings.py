@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
     worker_poll_s: float = Field(default=1.0, gt=0)
 
+    metrics_public: bool = True
+    """Serve `GET /metrics` without a key, like most Prometheus exporters; false: any API key is needed."""
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """`errlearn worker` serves its own Prometheus metrics (jobs, model calls, recovery) on this port; unset: off."""
+
     log_json: bool = False
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"

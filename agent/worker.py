@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent import metrics
 from agent.runtime import Runtime
 from agent.store import jobs
 from agent.store.jobs import Job
@@ -103,14 +104,23 @@ class Worker:
             job = jobs.claim(core.engine, kinds, core.clock())
             if job is None:
                 break
+            started = time.perf_counter()  # metrics
             try:
                 self.handlers[job.kind](job)
             except Exception as exc:
+                metrics.record_job(job.kind, "failed", time.perf_counter() - started)  # metrics
                 retry = jobs.fail(core.engine, job, core.clock(), f"{type(exc).__name__}: {exc}")
-                log.warning("job %s %s failed (attempt %d, %s): %s", job.kind, job.key, job.attempts,
-                            "will retry" if retry else "giving up", exc)
+                log.warning(
+                    "job %s %s failed (attempt %d, %s): %s",
+                    job.kind,
+                    job.key,
+                    job.attempts,
+                    "will retry" if retry else "giving up",
+                    exc,
+                )
                 report.jobs_failed += 1
             else:
+                metrics.record_job(job.kind, "done", time.perf_counter() - started)  # metrics
                 jobs.complete(core.engine, job, core.clock())
                 report.jobs_done += 1
         now = time.monotonic()

@@ -13,8 +13,10 @@ from fastapi.openapi.utils import get_openapi
 from agent import __version__
 from agent.api import errors
 from agent.api.limits import BodyLimitMiddleware
+from agent.api.request_id import RequestIdMiddleware
 from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, sentry, stats
 from agent.api.routes import errors as error_routes
+from agent.api.routes import metrics as metrics_routes
 from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
@@ -62,6 +64,8 @@ def create_app(
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)  # added last = outermost: even a 413 carries X-Request-ID
+    metrics_routes.install(app)  # GET /metrics, with this app's own registry
     for router in (
         error_routes.router,
         events.router,
