@@ -11,6 +11,7 @@ from agent.diagnose import Diagnoser
 from agent.guide.service import Guide
 from agent.llm.config import LLMConfig
 from agent.recovery.service import Recovery, load_recovery_config
+from agent.store.retention import Retention
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
@@ -70,4 +71,8 @@ def build_services(
         stale_after=dt.timedelta(minutes=settings.learning_stale_minutes),
     )
     worker.periodic.append(Periodic("learning", 30, guide.learning.tick))
+    retention = Retention.from_settings(settings, runtime.core.engine, clock=clock)
+    worker.periodic.append(
+        Periodic("retention", settings.retention_interval_minutes * 60, lambda: retention.run(max_seconds=60))
+    )
     return Services(runtime, diagnoser, worker, recovery, guide)

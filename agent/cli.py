@@ -333,6 +333,9 @@ def run(
         str | None, typer.Option(envvar="ERRLEARN_URL", help="errlearn server, e.g. http://127.0.0.1:8090")
     ] = None,
     key: Annotated[str | None, typer.Option(envvar="ERRLEARN_KEY", help="ingest key")] = None,
+    spool_dir: Annotated[
+        str | None, typer.Option(envvar="ERRLEARN_SPOOL_DIR", help="where undeliverable events wait (default ~/.cache)")
+    ] = None,
 ) -> None:
     """Run a build/CI command; pass its output through; report it to errlearn when it fails."""
     from pathlib import Path
@@ -344,7 +347,7 @@ def run(
         _fail("--kind must be build, ci or job")
     if not command:
         _fail("give the command after --, e.g. errlearn run -- make build")
-    sender = EventSender(url, key)
+    sender = EventSender(url, key, spool_dir=Path(spool_dir) if spool_dir else None)
     result = run_and_capture(command, service=service or Path.cwd().name, kind=kind, send=sender)  # type: ignore[arg-type]
     if result.event is None:
         with contextlib.suppress(Exception):  # never fail the build because of errlearn
@@ -353,11 +356,13 @@ def run(
 
 
 from agent.cli_guide import guide_app, learn_command  # noqa: E402
+from agent.cli_prune import prune_command  # noqa: E402
 from agent.cli_recovery import recovery_app  # noqa: E402
 
 app.add_typer(recovery_app, name="recovery")
 app.add_typer(guide_app, name="guide")
 app.command("learn")(learn_command)
+app.command("prune")(prune_command)
 
 
 def main() -> None:  # pragma: no cover

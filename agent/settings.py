@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     sink_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     """Size at which a `logs/errors/<service>-errors.jsonl` sink is rotated."""
     sink_backups: int = Field(default=5, ge=0)
+    sink_max_age_days: int = Field(default=30, ge=1)
+    """Sink archives and rotated files older than this are deleted."""
+    retention_days: int = Field(default=30, ge=0)
+    """Events received longer ago are deleted (except samples and referenced ones); 0 keeps them forever."""
+    retention_keep_samples: int = Field(default=10, ge=1)
+    """Newest events per pattern kept however old."""
+    retention_batch: int = Field(default=500, ge=1, le=5000)
+    """Events deleted per transaction (short transactions: ingest is never blocked for long)."""
+    retention_interval_minutes: float = Field(default=60, gt=0)
 
     embedder: Literal["wordllama", "minilm", "ollama"] = "wordllama"
     """Embedding model: wordllama (embedded, default), minilm (optional extra), ollama (production)."""

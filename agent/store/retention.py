@@ -18,22 +18,23 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, Select, Table, delete, literal, select, tuple_, update
+from sqlalchemy import Connection, Engine, Select, bindparam, delete, select, update
 
 from agent.store.retention_refs import ReferencedIds, default_references
 from agent.store.sink_rotation import SinkPlan, SinkRotation
-from agent.store.tables import EventRow, PatternRow
+from agent.store.tables import EventRow, PatternRow, table_of
 
 if TYPE_CHECKING:
     from agent.settings import Settings
 
 log = logging.getLogger(__name__)
-EVENTS = cast(Table, EventRow.__table__)  # a mapped class's __table__ is typed as FromClause
-PATTERNS = cast(Table, PatternRow.__table__)
+EVENTS = table_of(EventRow)
+PATTERNS = table_of(PatternRow)
 Clock = Callable[[], dt.datetime]
 DeletedHook = Callable[[list[str]], None]
 """Called after each committed batch with the deleted event ids (e.g. to drop their vectors, were they embedded)."""
@@ -125,6 +126,8 @@ class PruneReport:
     """Chosen for deletion but referenced by the time the DELETE ran (the re-check caught them)."""
     repointed: int
     sinks: SinkPlan | None
+    complete: bool = True
+    """False when `max_seconds` ran out before every expired event was looked at."""
 
     @property
     def deleted(self) -> int:
@@ -142,6 +145,7 @@ class PruneReport:
             "kept_referenced": self.kept_referenced,
             "referenced_at_delete": self.referenced_at_delete,
             "repointed": self.repointed,
+            "complete": self.complete,
             "sinks": self.sinks.as_dict() if self.sinks else None,
         }
 
@@ -149,12 +153,24 @@ class PruneReport:
 @dataclass(frozen=True)
 class _Candidate:
     id: str
+    pattern_id: str
     service: str
     received_at: dt.datetime
 
 
 class Retention:
-    """Deletes expired events in batches and rotates the JSONL sinks. `plan()` looks, `run()` acts."""
+    """Deletes expired events in batches and rotates the JSONL sinks. `plan()` looks, `run()` acts.
+
+    Args:
+        engine: the database.
+        clock: now, in UTC (injected so tests can age events).
+        days: events received longer ago expire; 0 keeps events forever.
+        keep_samples: newest events of each pattern kept however old (at least 1).
+        batch: most events deleted per transaction.
+        referenced: providers of event ids that must stay; `default_references()` gives the built-in ones.
+        sinks: JSONL sink rotation to run after the events, if any.
+        on_deleted: called with each committed batch's deleted ids (to drop their vectors, were events embedded).
+    """
 
     def __init__(
         self,
@@ -168,14 +184,6 @@ class Retention:
         sinks: SinkRotation | None = None,
         on_deleted: DeletedHook | None = None,
     ) -> None:
-        """Args:
-        days: events received longer ago expire; 0 (or less) keeps events forever.
-        keep_samples: newest events of each pattern that are kept however old (at least 1).
-        batch: most events deleted per transaction.
-        referenced: providers of event ids that must stay; `default_references()` for the built-in ones.
-        sinks: JSONL sink rotation to run alongside, if any.
-        on_deleted: called with each committed batch's deleted ids.
-        """
         if keep_samples < 1:
             raise ValueError("keep_samples must be at least 1: a pattern must keep a sample")
         if batch < 1:
@@ -206,14 +214,14 @@ class Retention:
             clock=clock,
             max_bytes=settings.sink_max_bytes,
             backups=settings.sink_backups,
-            max_age_days=float(getattr(settings, "sink_max_age_days", 30)),
+            max_age_days=float(settings.sink_max_age_days),
         )
         return cls(
             engine,
             clock=clock,
-            days=float(getattr(settings, "retention_days", 30)),
-            keep_samples=int(getattr(settings, "retention_keep_samples", 10)),
-            batch=int(getattr(settings, "retention_batch", 500)),
+            days=float(settings.retention_days),
+            keep_samples=settings.retention_keep_samples,
+            batch=settings.retention_batch,
             referenced=default_references() if referenced is None else referenced,
             sinks=sinks,
             on_deleted=on_deleted,
@@ -241,9 +249,16 @@ class Retention:
         return PrunePlan(now, cutoff, tally.services(), tally.kept_samples, tally.kept_referenced, repoint, sinks)
 
     # -- the real run --------------------------------------------------------------------------------------
-    def run(self) -> PruneReport:
-        """Delete expired, unreferenced events beyond each pattern's newest samples; then rotate the sinks."""
+    def run(self, *, max_seconds: float | None = None) -> PruneReport:
+        """Delete expired, unreferenced events beyond each pattern's newest samples; then rotate the sinks.
+
+        Args:
+            max_seconds: stop starting new batches after this long (the worker's other tasks wait while it runs);
+                the next run carries on where this one stopped. None: until done.
+        """
         started = self.clock()
+        deadline = None if max_seconds is None else time.monotonic() + max_seconds
+        complete = True
         cutoff = self.cutoff(started)
         tally = _Tally()
         batches = repointed = rechecked = 0
@@ -251,6 +266,9 @@ class Retention:
             with self.engine.connect() as conn:
                 referenced, queries = self._references(conn)
             for page in self._pages(cutoff, referenced, tally):
+                if batches and deadline is not None and time.monotonic() >= deadline:
+                    complete = False  # at least one batch per run, so a short budget still makes progress
+                    break
                 deleted, moved = self._delete(page, cutoff, queries)
                 batches += 1
                 repointed += moved
@@ -271,6 +289,7 @@ class Retention:
             referenced_at_delete=rechecked,
             repointed=repointed,
             sinks=sinks,
+            complete=complete,
         )
         if report.deleted or (sinks and sinks.actions):
             log.info(
@@ -298,58 +317,61 @@ class Retention:
         return ids, queries
 
     def _pages(self, cutoff: dt.datetime, referenced: set[str], tally: _Tally) -> Iterator[list[_Candidate]]:
-        """Deletable events, oldest first, in pages of at most `batch`; each page read on its own connection.
-
-        Walks expired events by (received_at, id) with a keyset cursor, so deleting a page between two reads does
-        not disturb the walk and the dry run reads each event once.
-        """
-        cursor: tuple[dt.datetime, str] | None = None
+        """Deletable events, oldest first, in pages of at most `batch`; reads never overlap a write transaction."""
+        after: dt.datetime | None = None
         keep: dict[str, frozenset[str]] = {}
-        more = True
-        while more:
-            page: list[_Candidate] = []
+        newest = self._newest()
+        pending: list[_Candidate] = []
+        done = False
+        while not done or pending:
             with self.engine.connect() as conn:
-                while more and len(page) < self.batch:
-                    rows = conn.execute(self._scan(cutoff, cursor)).all()
-                    more = len(rows) == self.batch
-                    for row in rows:
-                        cursor = (row.received_at, row.id)
-                        if row.pattern_id not in keep:
-                            keep[row.pattern_id] = self._newest(conn, row.pattern_id)
-                        if row.id in keep[row.pattern_id]:
+                while not done and len(pending) < self.batch:
+                    rows, after, done = self._read(conn, cutoff, after)
+                    for event_id, pattern_id, service, received_at in rows:
+                        samples = keep.get(pattern_id)
+                        if samples is None:
+                            samples = keep[pattern_id] = frozenset(
+                                conn.execute(newest, {"pattern": pattern_id}).scalars()
+                            )
+                        if event_id in samples:
                             tally.kept_samples += 1
-                        elif row.id in referenced:
+                        elif event_id in referenced:
                             tally.kept_referenced += 1
                         else:
-                            page.append(_Candidate(row.id, row.service, row.received_at))
-                            if len(page) == self.batch:
-                                more = True  # rows after the cursor are still to be looked at
-                                break
-            if page:
+                            pending.append(_Candidate(event_id, pattern_id, service, received_at))
+            while len(pending) >= self.batch or (done and pending):
+                page, pending = pending[: self.batch], pending[self.batch :]
                 yield page
 
-    def _scan(self, cutoff: dt.datetime, cursor: tuple[dt.datetime, str] | None) -> Select[Any]:
-        stmt = select(EVENTS.c.id, EVENTS.c.pattern_id, EVENTS.c.service, EVENTS.c.received_at).where(
-            EVENTS.c.received_at < cutoff
-        )
-        if cursor is not None:
-            at = literal(cursor[0], type_=EVENTS.c.received_at.type)
-            # `received_at >= at` lets the index bound the range; the row comparison skips what was read.
-            stmt = stmt.where(
-                EVENTS.c.received_at >= at,
-                tuple_(EVENTS.c.received_at, EVENTS.c.id) > tuple_(at, literal(cursor[1], type_=EVENTS.c.id.type)),
-            )
-        return stmt.order_by(EVENTS.c.received_at, EVENTS.c.id).limit(self.batch)
+    def _read(
+        self, conn: Connection, cutoff: dt.datetime, after: dt.datetime | None
+    ) -> tuple[Sequence[Any], dt.datetime | None, bool]:
+        """The next expired events by received time: (rows, the last time read, whether that was all of them).
 
-    def _newest(self, conn: Connection, pattern_id: str) -> frozenset[str]:
-        """The pattern's newest `keep_samples` events (the same order the cursor walks, reversed)."""
-        rows = conn.execute(
+        The walk orders by `received_at` alone, so both databases read the `received_at` index in order with no
+        sort (ordering by a second column made PostgreSQL sort the whole remaining range for every page). Events
+        received at the same instant (one ingest request) are read together: when a page ends inside such a
+        group, the rest of the group is fetched too, so the next page can start strictly after it.
+        """
+        cols = (EVENTS.c.id, EVENTS.c.pattern_id, EVENTS.c.service, EVENTS.c.received_at)
+        stmt = select(*cols).where(EVENTS.c.received_at < cutoff)
+        if after is not None:
+            stmt = stmt.where(EVENTS.c.received_at > after)
+        rows = conn.execute(stmt.order_by(EVENTS.c.received_at).limit(self.batch)).all()
+        if len(rows) < self.batch:
+            return rows, (rows[-1].received_at if rows else after), True
+        last = rows[-1].received_at
+        group = conn.execute(select(*cols).where(EVENTS.c.received_at == last)).all()
+        return [r for r in rows if r.received_at != last] + list(group), last, False
+
+    def _newest(self) -> Select[Any]:
+        """A pattern's newest `keep_samples` events (newest received first, ties by id); built once, run per pattern."""
+        return (
             select(EVENTS.c.id)
-            .where(EVENTS.c.pattern_id == pattern_id)
+            .where(EVENTS.c.pattern_id == bindparam("pattern"))
             .order_by(EVENTS.c.received_at.desc(), EVENTS.c.id.desc())
             .limit(self.keep_samples)
-        ).scalars()
-        return frozenset(rows)
+        )
 
     def _delete(
         self, page: list[_Candidate], cutoff: dt.datetime, queries: list[Select[Any]]
@@ -363,12 +385,15 @@ class Retention:
             stmt = stmt.where(EVENTS.c.id.not_in(select(ref).where(ref.is_not(None))))
         with self.engine.begin() as conn:
             gone = list(conn.execute(stmt.returning(EVENTS.c.id)).scalars())
-            moved = self._repoint(conn, gone) if gone else 0
+            moved = self._repoint(conn, gone, {by_id[i].pattern_id for i in gone}) if gone else 0
         return [by_id[i] for i in gone], moved
 
     @staticmethod
-    def _repoint(conn: Connection, gone: list[str]) -> int:
-        """Point patterns whose sample was deleted at their newest remaining event."""
+    def _repoint(conn: Connection, gone: list[str], pattern_ids: set[str]) -> int:
+        """Point patterns whose sample was deleted at their newest remaining event.
+
+        Patterns are looked up by primary key, as `sample_event_id` has no index.
+        """
         newest = (
             select(EVENTS.c.id)
             .where(EVENTS.c.pattern_id == PATTERNS.c.id)
@@ -377,6 +402,8 @@ class Retention:
             .scalar_subquery()
         )
         result = conn.execute(
-            update(PATTERNS).where(PATTERNS.c.sample_event_id.in_(gone)).values(sample_event_id=newest)
+            update(PATTERNS)
+            .where(PATTERNS.c.id.in_(sorted(pattern_ids)), PATTERNS.c.sample_event_id.in_(gone))
+            .values(sample_event_id=newest)
         )
         return int(result.rowcount)

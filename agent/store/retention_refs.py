@@ -32,12 +32,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import TableValuedAlias
 
-from agent.store.tables import DiagnosisRow
+from agent.store.tables import DiagnosisRow, table_of
 
 ReferencedIds = Callable[[Connection], "Select[Any] | Iterable[str]"]
 """Returns the ids of events that must not be deleted: a SELECT of one column, or a set."""
 
-DIAGNOSES = DiagnosisRow.__table__
+DIAGNOSES = table_of(DiagnosisRow)
 GUIDE_ENTRIES = table("guide_entries", column("status", String), column("evidence", JSON), column("proposal", JSON))
 PROPOSALS = table("recovery_proposals", column("status", String), column("diagnosis_id", Integer))
 

@@ -24,7 +24,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,11 @@ def _free_stem(live: Path, mtime: dt.datetime) -> str:
     return candidate
 
 
-def _gzip_into(source: Path, target: Path, *, mtime: float) -> None:
+def _gzip_into(source: BinaryIO, target: Path, *, mtime: float) -> None:
     """Write `source` gzipped to `target` via a hidden temporary name (a crash leaves no half archive)."""
     tmp = target.with_name(f".{target.name}.tmp")
-    with source.open("rb") as src, gzip.GzipFile(tmp, "wb", compresslevel=6, mtime=int(mtime)) as out:
-        shutil.copyfileobj(src, out, _CHUNK)
+    with gzip.GzipFile(tmp, "wb", compresslevel=6, mtime=int(mtime)) as out:
+        shutil.copyfileobj(source, out, _CHUNK)
     os.utime(tmp, (mtime, mtime))  # the archive's age is its content's age
     os.replace(tmp, target)
 
@@ -201,25 +201,32 @@ def compress_rotated(path: Path) -> Path:
         pending = Path(_free_stem(path.parent / m["base"], _utc(st.st_mtime)) + ".pending")
         os.rename(path, pending)  # atomic: the handler's next rollover no longer sees this name
     target = pending.with_name(pending.name.removesuffix(".pending") + ".gz")
-    _gzip_into(pending, target, mtime=st.st_mtime)
+    with pending.open("rb") as src:
+        _gzip_into(src, target, mtime=st.st_mtime)
     pending.unlink()
     return target
 
 
 def rotate_live(path: Path) -> Path:
-    """Copy a live file into a gzip archive, then truncate it in place (see the module docstring)."""
-    st = path.stat()
-    target = Path(_free_stem(path, _utc(st.st_mtime)) + ".gz")
-    _gzip_into(path, target, mtime=st.st_mtime)
-    os.truncate(path, 0)
+    """Copy a live file into a gzip archive, then truncate it in place (see the module docstring).
+
+    The truncation goes through the descriptor that was copied, not the name: should the handler rotate the file
+    meanwhile, the file it renamed (whose lines are in the archive) is emptied, never the new live one.
+    """
+    with path.open("r+b") as live:
+        mtime = os.fstat(live.fileno()).st_mtime
+        target = Path(_free_stem(path, _utc(mtime)) + ".gz")
+        _gzip_into(live, target, mtime=mtime)
+        os.ftruncate(live.fileno(), 0)
     return target
 
 
 def truncate_expired(path: Path, expired: dt.datetime) -> bool:
     """Empty a live file whose last write is older than `expired`; re-checked right before, as it may be in use."""
-    if _utc(path.stat().st_mtime) >= expired:
-        return False
-    os.truncate(path, 0)
+    with path.open("r+b") as live:
+        if _utc(os.fstat(live.fileno()).st_mtime) >= expired:
+            return False
+        os.ftruncate(live.fileno(), 0)
     return True
 
 
@@ -266,7 +273,8 @@ class SinkRotation:
                     if not truncate_expired(action.path, expired):
                         continue  # written since the plan was made: not all of it is expired any more
                 elif action.kind == "truncate":  # over the size limit with no backups kept
-                    os.truncate(action.path, 0)
+                    with action.path.open("r+b") as live:
+                        os.ftruncate(live.fileno(), 0)
                 else:
                     action.path.unlink()
             except FileNotFoundError:  # the handler rotated or another pruner took it: nothing to do
