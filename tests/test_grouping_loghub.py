@@ -58,4 +58,4 @@ def test_loghub_lines_group_by_template(client) -> None:  # type: ignore[no-unty
         print(f"grouping accuracy {system}: {ga:.3f}")
     mean = sum(scores.values()) / len(scores)
     print(f"grouping accuracy mean: {mean:.3f}")
-    assert mean > 0.6, scores
+    assert mean > 0.75, scores  # measured 0.794 (Drain published, per-dataset tuned: 0.830)
