@@ -133,7 +133,9 @@ def test_gzip_body_is_accepted_and_bombs_are_refused(client) -> None:  # type: i
     import gzip
 
     body = gzip.compress(json.dumps({"errors": [event(), event()]}).encode())
-    r = client.post("/errors/batch", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+    r = client.post(
+        "/errors/batch", content=body, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    )
     assert r.status_code == 202 and r.json()["accepted"] == 2
     before = _fingerprint(client)
     bomb = gzip.compress(b"[" + b" " * (20 * 1024 * 1024) + b"]")

@@ -18,16 +18,32 @@ from tests.test_vectors import chroma_server  # noqa: F401  (module-scoped fixtu
 REPO = Path(__file__).resolve().parents[1]
 
 KNOWN = [
-    {"service": "event-store", "error_type": "sqlx::Error", "severity": "high",
-     "error_message": "error returned from database: duplicate key value violates unique constraint \"events_pkey\" (id 77)"},
-    {"service": "ai-orchestrator", "error_type": "httpx.ConnectError", "severity": "high",
-     "error_message": "All connection attempts failed: connect to 127.0.0.1:11434 refused",
-     "stack_trace": 'Traceback (most recent call last):\n  File "/app/orchestrator/ollama.py", line 88, in generate\n'
-                    '    r = await client.post(url)\nhttpx.ConnectError: All connection attempts failed\n'},
-    {"service": "collab", "error_type": "WebSocketError", "severity": "medium",
-     "error_message": "WebSocket closed with code 1006 (abnormal closure) for room 12"},
-    {"service": "ci", "error_type": "CompileError", "severity": "high",
-     "error_message": "error[E0308]: mismatched types: expected `u64`, found `i32` in src/store.rs"},
+    {
+        "service": "event-store",
+        "error_type": "sqlx::Error",
+        "severity": "high",
+        "error_message": 'error returned from database: duplicate key value violates unique constraint "events_pkey" (id 77)',
+    },
+    {
+        "service": "ai-orchestrator",
+        "error_type": "httpx.ConnectError",
+        "severity": "high",
+        "error_message": "All connection attempts failed: connect to 127.0.0.1:11434 refused",
+        "stack_trace": 'Traceback (most recent call last):\n  File "/app/orchestrator/ollama.py", line 88, in generate\n'
+        "    r = await client.post(url)\nhttpx.ConnectError: All connection attempts failed\n",
+    },
+    {
+        "service": "collab",
+        "error_type": "WebSocketError",
+        "severity": "medium",
+        "error_message": "WebSocket closed with code 1006 (abnormal closure) for room 12",
+    },
+    {
+        "service": "ci",
+        "error_type": "CompileError",
+        "severity": "high",
+        "error_message": "error[E0308]: mismatched types: expected `u64`, found `i32` in src/store.rs",
+    },
 ]
 
 
@@ -61,13 +77,21 @@ def _seed(c, app) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def test_new_occurrence_retrieves_its_pattern_first(app_client) -> None:  # type: ignore[no-untyped-def]
     c, app = app_client
     ids = _seed(c, app)
-    new = {"service": "ai-orchestrator", "error_type": "httpx.ConnectError", "severity": "high",
-           "error_message": "All connection attempts failed: connect to 10.1.2.3:11434 refused",
-           "stack_trace": KNOWN[1]["stack_trace"].replace("line 88", "line 91")}
+    new = {
+        "service": "ai-orchestrator",
+        "error_type": "httpx.ConnectError",
+        "severity": "high",
+        "error_message": "All connection attempts failed: connect to 10.1.2.3:11434 refused",
+        "stack_trace": KNOWN[1]["stack_trace"].replace("line 88", "line 91"),
+    }
     hits = c.post("/search", json={"event": new, "knowledge": False}).json()
     assert hits[0]["id"] == ids["ai-orchestrator"]
-    unrelated = {"service": "billing", "error_type": "ZeroDivisionError", "severity": "low",
-                 "error_message": "division by zero in invoice total"}
+    unrelated = {
+        "service": "billing",
+        "error_type": "ZeroDivisionError",
+        "severity": "low",
+        "error_message": "division by zero in invoice total",
+    }
     hits2 = c.post("/search", json={"event": unrelated, "knowledge": False}).json()
     assert hits2[0]["id"] != ids["ai-orchestrator"] or hits2[0]["score"] < hits[0]["score"] - 0.2
     same_ws = c.post("/search", json={"text": "websocket abnormal closure 1006", "knowledge": False}).json()
