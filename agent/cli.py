@@ -77,7 +77,7 @@ def serve(
     application = create_app(settings, keys=ring)
     h = host or settings.host
     p = port or settings.port
-    console.print(f"errlearn {__version__} listening on http://{h}:{p}  (API docs: http://{h}:{p}/docs)")
+    console.print(f"errlearn {__version__} listening on http://{h}:{p}  (UI: http://{h}:{p}/ui, API docs: /docs)")
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
     uvicorn.run(application, host=h, port=p, log_level=settings.log_level.lower(), access_log=False, log_config=None)
 

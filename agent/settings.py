@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """`errlearn worker` serves its own Prometheus metrics (jobs, model calls, recovery) on this port; unset: off."""
 
+    ui_session_hours: float = Field(default=12, gt=0, le=720)
+    """How long a UI sign-in lasts (absolute, not sliding)."""
+
     log_json: bool = False
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"

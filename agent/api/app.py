@@ -9,9 +9,10 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import RedirectResponse
 
 from agent import __version__
-from agent.api import errors
+from agent.api import errors, ui
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.request_id import RequestIdMiddleware
 from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, sentry, stats
@@ -78,6 +79,11 @@ def create_app(
         sentry.router,
     ):
         app.include_router(router)
+    ui.install(app)  # web UI: /ui pages, /ui/static, its error pages
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/ui")
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
