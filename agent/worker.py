@@ -7,6 +7,7 @@ workers may share one PostgreSQL database (jobs are claimed with SKIP LOCKED).
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,15 @@ class TickReport:
     @property
     def busy(self) -> bool:
         return bool(self.indexed or self.jobs_done or self.jobs_failed)
+
+
+def _lower_priority(niceness: int = 10) -> None:
+    """Run background work at a lower CPU priority than ingest (Linux: per thread, inherited by the threads
+    it starts, e.g. Chroma's indexers). On 2 cores, indexing at normal priority cut batch ingest to 0.29x."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):  # not Linux, or not allowed: run at normal priority
+        log.debug("could not lower the worker's priority")
 
 
 class Worker:
@@ -80,6 +90,7 @@ class Worker:
         return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
+        _lower_priority()
         while not self._stop.is_set():
             try:
                 report = self.tick()

@@ -63,7 +63,7 @@ request = function()
   local parts = {}
   for i = 1, 100 do
     local t = varied and ("Error" .. math.random(1, 3000)) or "ConnectError"
-    parts[i] = string.gsub(base, "ConnectError", t, 1)
+    parts[i] = string.gsub(base, "ConnectError", t)  -- every occurrence: the stack trace too
   end
   return wrk.format(nil, "/errors/batch", nil, '{"errors":[' .. table.concat(parts, ",") .. ']}')
 end
