@@ -365,6 +365,17 @@ app.command("learn")(learn_command)
 app.command("prune")(prune_command)
 
 
+def _register_eval() -> None:
+    try:  # evals/ ships in the same wheel; a trimmed install without it simply has no `eval` command
+        from evals.cli import eval_command
+    except ImportError:  # pragma: no cover
+        return
+    app.command("eval")(eval_command)
+
+
+_register_eval()
+
+
 def main() -> None:  # pragma: no cover
     app()
 

@@ -406,7 +406,8 @@ def test_thresholds_file_parses() -> None:
     with (REPO / "evals" / "thresholds.toml").open("rb") as fh:
         thresholds = tomllib.load(fh)
     assert set(thresholds) >= {"grouping", "retrieval", "diagnosis", "safety"}
-    assert thresholds["safety"]["own"]["secret_leak_rate_max"] == 0.0
+    assert thresholds["safety"]["own"]["secrets_leaked_max"] == 0
+    assert thresholds["safety"]["own"]["unsafe_executions_max"] == 0
 
 
 # ---------------------------------------------------------------- the shared recorded data
