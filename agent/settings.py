@@ -74,7 +74,9 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = None
     """embedded: any local GGUF file instead of the bundled SmolLM2-135M-Instruct."""
     llm_context_tokens: int = Field(default=2048, ge=512)
-    llm_max_output_tokens: int = Field(default=512, ge=16)
+    llm_max_output_tokens: int = Field(default=768, ge=16)
+    """Generation cap. Answers are bounded by their schema (~350 tokens at every bound); the headroom covers
+    JSON escapes that cost extra tokens, so a small model is never cut off mid-answer."""
     llm_timeout_s: float = Field(default=120.0, gt=0)
     llm_threads: int | None = Field(default=None, ge=1)
     """embedded: llama.cpp CPU threads; default half the usable cores (more threads than free cores is far slower)."""

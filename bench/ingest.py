@@ -98,8 +98,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def errlearn_env(data_dir: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ERRLEARN_")}
-    env.update(ERRLEARN_DATA_DIR=str(data_dir), ERRLEARN_API_KEYS=INGEST_KEY, ERRLEARN_ADMIN_KEY=ADMIN_KEY,
-               ERRLEARN_LOG_LEVEL="WARNING", ERRLEARN_DIAGNOSE_NEW_PATTERNS="false", **extra)
+    env.update(
+        ERRLEARN_DATA_DIR=str(data_dir),
+        ERRLEARN_API_KEYS=INGEST_KEY,
+        ERRLEARN_ADMIN_KEY=ADMIN_KEY,
+        ERRLEARN_LOG_LEVEL="WARNING",
+        ERRLEARN_DIAGNOSE_NEW_PATTERNS="false",
+        **extra,
+    )
     return env
 
 
@@ -108,7 +114,9 @@ def run_wrk(url: str, script: str, duration: int, connections: int) -> dict[str,
         fh.write(script)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", fh.name, url],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     os.unlink(fh.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
@@ -129,16 +137,34 @@ def bench_single(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, flo
     script = LUA_SINGLE % {"key": INGEST_KEY, "body": body}
     py = sys.executable
     port = free_port()
-    ceiling = start([py, "-m", "uvicorn", "bench._ceiling_app:app", "--port", str(port), "--log-level", "warning",
-                     "--no-access-log"], dict(os.environ, PYTHONPATH=str(ROOT)), port, "/docs")
+    ceiling = start(
+        [
+            py,
+            "-m",
+            "uvicorn",
+            "bench._ceiling_app:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        dict(os.environ, PYTHONPATH=str(ROOT)),
+        port,
+        "/docs",
+    )
     try:
         run_wrk(f"http://127.0.0.1:{port}/errors", script, 2, args.connections)  # warm-up
         c = run_wrk(f"http://127.0.0.1:{port}/errors", script, args.duration, args.connections)
     finally:
         stop(ceiling)
     port = free_port()
-    server = start([py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker"], errlearn_env(tmp / "single"),
-                   port, "/health")
+    server = start(
+        [py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker"],
+        errlearn_env(tmp / "single"),
+        port,
+        "/health",
+    )
     try:
         run_wrk(f"http://127.0.0.1:{port}/errors", script, 2, args.connections)
         e = run_wrk(f"http://127.0.0.1:{port}/errors", script, args.duration, args.connections)
@@ -151,8 +177,12 @@ def bench_batch(args: argparse.Namespace, tmp: Path, *, worker: bool, varied: bo
     script = LUA_BATCH % {"key": INGEST_KEY, "event": json.dumps(EVENT), "varied": "true" if varied else "false"}
     port = free_port()
     flag = "--worker" if worker else "--no-worker"
-    server = start([sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag],
-                   errlearn_env(tmp / name, ERRLEARN_WORKER_POLL_S="0.2"), port, "/health")
+    server = start(
+        [sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag],
+        errlearn_env(tmp / name, ERRLEARN_WORKER_POLL_S="0.2"),
+        port,
+        "/health",
+    )
     try:
         run_wrk(f"http://127.0.0.1:{port}", script, 2, args.batch_connections)
         r = run_wrk(f"http://127.0.0.1:{port}", script, args.duration, args.batch_connections)
@@ -163,6 +193,43 @@ def bench_batch(args: argparse.Namespace, tmp: Path, *, worker: bool, varied: bo
         stop(server)
     r["events_per_s"] = r["rps"] * 100
     return r
+
+
+def llm_calls_per_10k(tmp: Path) -> dict[str, int]:
+    """10k events drawn from 40 recurring errors (ids, ports, times varying): diagnosis jobs = model calls."""
+    import random
+
+    from sqlalchemy import func, select
+
+    from agent.bootstrap import build_services
+    from agent.ingest.normalize import EventCreate
+    from agent.settings import Settings
+    from agent.store.tables import JobRow
+
+    rng = random.Random(1)
+    services = build_services(Settings(data_dir=tmp / "calls", worker=False)).start(worker=False)
+    try:
+        for _ in range(20):
+            batch = []
+            for _ in range(500):
+                k = rng.randrange(40)
+                batch.append(
+                    EventCreate(
+                        service=f"svc-{k % 5}",
+                        error_type=f"Error{k}",
+                        severity="high",
+                        error_message=f"operation {k} failed for request {rng.randrange(10**9)} on 10.0.0.{rng.randrange(255)}:{rng.randrange(1, 65535)}",
+                    )
+                )
+            services.core.ingest_sync(batch)
+        with services.core.engine.connect() as conn:
+            jobs = conn.execute(
+                select(func.count()).select_from(JobRow.__table__).where(JobRow.kind == "diagnose")
+            ).scalar_one()
+            patterns = services.core.status()["patterns"]
+    finally:
+        services.close()
+    return {"events": 10_000, "patterns": int(patterns), "llm_calls": int(jobs)}
 
 
 def main() -> None:
@@ -185,22 +252,38 @@ def main() -> None:
         plain = bench_batch(args, tmp, worker=False, varied=True, name="varied-plain")
         indexed = bench_batch(args, tmp, worker=True, varied=True, name="varied-indexed")
         results["indexing"] = {"without": plain, "with": indexed, "ratio": indexed["rps"] / plain["rps"]}
+        results["llm_calls"] = llm_calls_per_10k(tmp)
         crash = []
         for i in range(args.crash_rounds):
             d = tmp / f"crash{i}"
             d.mkdir()
             crash.append(crash_once(d, run_s=1.0))
-        results["crash"] = {"rounds": len(crash), "acknowledged": sum(a for a, _ in crash),
-                            "missing": sum(m for _, m in crash)}
+        results["crash"] = {
+            "rounds": len(crash),
+            "acknowledged": sum(a for a, _ in crash),
+            "missing": sum(m for _, m in crash),
+        }
     s = results["single"]
     print("\nerrlearn ingest benchmark (one run, same machine, same uvicorn settings)")
-    print(f"  ceiling  POST /errors (bare FastAPI 202): {s['ceiling']['rps']:8.0f} req/s  p50 {s['ceiling']['p50_ms']:.2f} ms  p99 {s['ceiling']['p99_ms']:.2f} ms")  # type: ignore[index]
-    print(f"  errlearn POST /errors (validate+scrub+group+commit): {s['errlearn']['rps']:8.0f} req/s  p50 {s['errlearn']['p50_ms']:.2f} ms  p99 {s['errlearn']['p99_ms']:.2f} ms  non-2xx {s['errlearn']['non_2xx']}")  # type: ignore[index]
+    print(
+        f"  ceiling  POST /errors (bare FastAPI 202): {s['ceiling']['rps']:8.0f} req/s  p50 {s['ceiling']['p50_ms']:.2f} ms  p99 {s['ceiling']['p99_ms']:.2f} ms"
+    )  # type: ignore[index]
+    print(
+        f"  errlearn POST /errors (validate+scrub+group+commit): {s['errlearn']['rps']:8.0f} req/s  p50 {s['errlearn']['p50_ms']:.2f} ms  p99 {s['errlearn']['p99_ms']:.2f} ms  non-2xx {s['errlearn']['non_2xx']}"
+    )  # type: ignore[index]
     print(f"  single / ceiling ratio: {results['single_ratio']:.2f}  (goal >= 0.70)")
     b = results["batch"]
-    print(f"  /errors/batch x100: {b['events_per_s']:8.0f} events/s  p50 {b['p50_ms']:.1f} ms  p99 {b['p99_ms']:.1f} ms  (goal >= 20000)")  # type: ignore[index]
+    print(
+        f"  /errors/batch x100: {b['events_per_s']:8.0f} events/s  p50 {b['p50_ms']:.1f} ms  p99 {b['p99_ms']:.1f} ms  (goal >= 20000)"
+    )  # type: ignore[index]
     ix = results["indexing"]
-    print(f"  varied patterns, indexer off: {ix['without']['events_per_s']:8.0f} events/s; on: {ix['with']['events_per_s']:8.0f} events/s; ratio {ix['ratio']:.2f} (goal >= 0.90)")  # type: ignore[index]
+    print(
+        f"  varied patterns, indexer off: {ix['without']['events_per_s']:8.0f} events/s; on: {ix['with']['events_per_s']:8.0f} events/s; ratio {ix['ratio']:.2f} (goal >= 0.90)"
+    )  # type: ignore[index]
+    lc = results["llm_calls"]
+    print(
+        f"  LLM calls per 10k events (40 recurring errors): {lc['llm_calls']} for {lc['patterns']} patterns (one diagnosis per pattern, cached)"
+    )  # type: ignore[index]
     c = results["crash"]
     print(f"  SIGKILL crash rounds: {c['rounds']}, acknowledged {c['acknowledged']}, missing {c['missing']}")  # type: ignore[index]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -99,7 +99,7 @@ def test_batches_arrive_with_the_contract_shape_and_auth(server: StandInServer, 
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["idempotency-key"]
-    assert "content-encoding" not in request.headers
+    assert request.headers["content-encoding"] == "gzip"  # the default: errlearn accepts gzip bodies
 
     exc_event, msg_event = server.events
     for event in (exc_event, msg_event):

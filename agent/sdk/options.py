@@ -79,8 +79,8 @@ class ClientOptions:
     max_data_bytes: int = 16 * 1024
     """`additional_data` larger than this (as JSON) is replaced by a truncated text form."""
     scrub_emails: bool = True
-    compress: bool = False
-    """Send `Content-Encoding: gzip` bodies (only when the server accepts them)."""
+    compress: bool = True
+    """Send `Content-Encoding: gzip` bodies (errlearn accepts them; a server that refuses gets plain JSON from then on)."""
     shutdown_timeout: float = 2.0
     """At interpreter exit, how long `close()` may take to send or spool what is queued."""
 
