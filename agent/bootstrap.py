@@ -11,10 +11,10 @@ from agent.diagnose import Diagnoser
 from agent.guide.service import Guide
 from agent.llm.config import LLMConfig
 from agent.recovery.service import Recovery, load_recovery_config
-from agent.store.retention import Retention
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
+from agent.store.retention import Retention
 from agent.worker import Periodic, Worker
 
 if TYPE_CHECKING:
