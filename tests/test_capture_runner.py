@@ -111,6 +111,13 @@ def test_stderr_is_merged_in_order(tmp_path: Path) -> None:
     assert sink.events == []
 
 
+@pytest.fixture(autouse=True)
+def _not_inside_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make test` runs these tests inside make: a child make would inherit MAKELEVEL and print `make[1]:`."""
+    for name in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs GNU make on PATH (apt-get install make)")
 def test_failing_make_target(tmp_path: Path) -> None:
     (tmp_path / "Makefile").write_text(
