@@ -16,8 +16,9 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from evals.dataset import DatasetError
 from evals.report import print_report, write_report
-from evals.runner import DEFAULT_THRESHOLDS, EvalError, RunOptions, check_thresholds, run_eval
+from evals.runner import DEFAULT_THRESHOLDS, SEED_KNOWLEDGE, EvalError, RunOptions, check_thresholds, run_eval
 
 console = Console()
 err_console = Console(stderr=True)
@@ -71,9 +72,7 @@ def eval_command(
     from agent.llm.providers import ModelUnavailable
 
     logging.getLogger("chromadb").setLevel(logging.ERROR)
-    options = RunOptions(limit=limit, judge=judge)
-    if no_knowledge:
-        options = RunOptions(limit=limit, judge=judge, knowledge=None)
+    options = RunOptions(limit=limit, judge=judge, knowledge=None if no_knowledge else SEED_KNOWLEDGE)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -84,7 +83,7 @@ def eval_command(
     try:
         with Progress(*columns, console=err_console, transient=True) as bar:
             report = run_eval(suite.value, data, options, progress=RichProgress(bar))
-    except (EvalError, ModelUnavailable) as exc:
+    except (EvalError, DatasetError, ModelUnavailable) as exc:
         err_console.print(f"[bold red]error:[/] {exc}")
         raise typer.Exit(2) from exc
     print_report(report, console)
