@@ -109,7 +109,7 @@ def draft_diagnosis(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> 
     result = agent.run_sync(user.text)
     latency = int((time.perf_counter() - started) * 1000)
     draft = result.output
-    usage = result.usage()
+    usage = result.usage
     return finalize_diagnosis(
         pattern,
         ctx,
@@ -215,7 +215,7 @@ def answer_question(question: str, service: str | None, ctx: EvidenceContext, de
     system, user = ask_prompts(question, service, ctx, deps)
     started = time.perf_counter()
     result = _ask_agent(deps, system, ctx).run_sync(user.text)
-    usage = result.usage()
+    usage = result.usage
     return _ask_result(
         result.output,
         ctx,
@@ -241,7 +241,7 @@ async def stream_answer(
                 yield text[len(sent) :]
                 sent = text
         final = await stream.get_output()
-        usage = stream.usage()
+        usage = stream.usage
     yield _ask_result(
         final,
         ctx,
