@@ -238,7 +238,7 @@ def test_the_periodic_trigger_runs_every_interval_only_when_new_errors_arrived(g
     assert loop.tick() is None  # due, but nothing arrived since the last run
 
     guide_env.clock.advance(seconds=30)
-    guide_env.ingest("cron", "KeyError", "missing key 'account'")
+    guide_env.ingest("cron", "KeyError", "missing key 'user_id'")  # a recurrence: same pattern, nothing new to draft
     third = loop.tick()
     assert third is not None and third.status == "finished" and third.drafts_created == 0
     assert [r["trigger"] for r in _run_rows(guide_env)] == ["periodic", "periodic", "periodic"]
