@@ -234,14 +234,20 @@ def test_interrupt_is_forwarded_to_the_child() -> None:
         if out.seen.wait(10):
             os.kill(os.getpid(), signal.SIGINT)
 
-    before = signal.getsignal(signal.SIGINT)
-    threading.Thread(target=interrupt, daemon=True).start()
-    started = time.monotonic()
-    result = run_and_capture([PY, "-c", child], service="shop", kind="job", send=sink, stdout=out)
-    assert time.monotonic() - started < 10
-    assert b"child got SIGINT" in out.getvalue()
-    assert result.exit_code == 130
-    assert signal.getsignal(signal.SIGINT) is before  # our handler is gone again
+    # A process started in the background (`cmd &`, some CI runners) inherits SIGINT as *ignored*, and the
+    # runner rightly leaves an ignored SIGINT alone. This test is about an interactive Ctrl-C: set that up.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        result = run_and_capture([PY, "-c", child], service="shop", kind="job", send=sink, stdout=out)
+        assert time.monotonic() - started < 10
+        assert b"child got SIGINT" in out.getvalue()
+        assert result.exit_code == 130
+        assert signal.getsignal(signal.SIGINT) is before  # our handler is gone again
+    finally:
+        signal.signal(signal.SIGINT, inherited)
 
 
 def test_send_failure_changes_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
