@@ -282,9 +282,9 @@ class EventWriter:
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
         grouper.dirty = False
         results: list[list[Stored]] = []
-        for i, items in enumerate(fresh):
+        for i, own in enumerate(fresh):
             replay = replays.get(i)
-            results.append(fresh[replay] if isinstance(replay, int) else replay if replay is not None else items)
+            results.append(fresh[replay] if isinstance(replay, int) else replay if replay is not None else own)
         return results, rows
 
     def _upsert_patterns(self, conn: Connection, items: list[tuple[dict[str, Any], Any]]) -> tuple[set[str], set[str]]:
