@@ -843,3 +843,12 @@ def stack_fingerprint(stack: ParsedStack, *, max_frames: int = 6) -> tuple[str, 
         noun += " (none in-app)"
     reason = f"stack: {short} at {len(chosen)} {noun}: {' <- '.join(labels)}"
     return material, reason
+
+
+def in_app_frames(stack_trace: str | None, limit: int = 6) -> list[str]:
+    """`module.function` of the innermost in-app frames (all frames when none is in-app), for prompts and embeddings."""
+    if not stack_trace:
+        return []
+    parsed = parse_stack(stack_trace)
+    frames = [f for f in parsed.frames if f.in_app] or list(parsed.frames)
+    return [f"{f.module}.{f.function}" if f.module else f.function for f in frames[:limit]]

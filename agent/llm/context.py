@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from agent.domain import ErrorEvent, Evidence, EvidenceKind, Pattern
-from agent.ingest.stacktrace import parse_stack
+from agent.ingest.stacktrace import in_app_frames
 from agent.ingest.template import first_line, mask
 from agent.llm.tokens import count_tokens, truncate_to_tokens
 
@@ -61,14 +61,6 @@ class EvidenceContext:
 
     def render(self) -> str:
         return "\n\n".join(f"[{i.alias}] ({i.kind.value} {i.id}) {i.text}" for i in self.items)
-
-
-def in_app_frames(stack_trace: str | None, limit: int = 6) -> list[str]:
-    if not stack_trace:
-        return []
-    parsed = parse_stack(stack_trace)
-    frames = [f for f in parsed.frames if f.in_app] or list(parsed.frames)
-    return [f"{f.module}.{f.function}" if f.module else f.function for f in frames[:limit]]
 
 
 def event_text(ev: ErrorEvent, *, max_message_tokens: int = 120) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from sqlalchemy import Engine, select, update
 
 from agent.domain import Pattern
-from agent.ingest.stacktrace import parse_stack
+from agent.ingest.stacktrace import in_app_frames
 from agent.retrieval.knowledge import KnowledgeEntry
 from agent.retrieval.text import error_embedding_text
 from agent.store import repo
@@ -62,14 +62,6 @@ class Similar:
     title: str
     document: str
     metadata: dict[str, Any]
-
-
-def in_app_frames(stack_trace: str | None, limit: int = 6) -> list[str]:
-    if not stack_trace:
-        return []
-    parsed = parse_stack(stack_trace)
-    frames = [f for f in parsed.frames if f.in_app] or list(parsed.frames)
-    return [f"{f.module}.{f.function}" if f.module else f.function for f in frames[:limit]]
 
 
 def pattern_text(pattern: Pattern, stack_trace: str | None) -> str:
