@@ -61,18 +61,28 @@ class Runs:
     def audit(self, conn: Connection, kind: AuditKind, actor: str, **fields: Any) -> None:
         store.append_audit(conn, at=self.clock(), kind=kind, actor=actor, **fields)
 
-    def close_refused(self, conn: Connection, p: Proposal, refusal: Refusal, actor: str) -> ProposalResult:
-        """Expire a proposal that no longer passes the guard, and audit why."""
-        store.transition(conn, p.id, [p.status], ProposalStatus.expired, self.clock(), blocked_reason=refusal.reason)
+    def audit_proposal(self, conn: Connection, kind: AuditKind, actor: str, p: Proposal, **fields: Any) -> None:
+        """Audit a decision about a proposal: its action, pattern, argv and parameters go with it."""
         self.audit(
             conn,
-            AuditKind.refused,
+            kind,
             actor,
             action_id=p.action_id,
             proposal_id=p.id,
             pattern_id=p.pattern_id,
             argv=p.argv,
             params=p.params,
+            **fields,
+        )
+
+    def close_refused(self, conn: Connection, p: Proposal, refusal: Refusal, actor: str) -> ProposalResult:
+        """Expire a proposal that no longer passes the guard, and audit why."""
+        store.transition(conn, p.id, [p.status], ProposalStatus.expired, self.clock(), blocked_reason=refusal.reason)
+        self.audit_proposal(
+            conn,
+            AuditKind.refused,
+            actor,
+            p,
             reason=refusal.reason,
         )
         return ProposalResult(
@@ -89,15 +99,11 @@ class Runs:
                 if p.created_at < now - ttl and store.transition(
                     conn, p.id, OPEN_STATUSES, ProposalStatus.expired, now
                 ):
-                    self.audit(
+                    self.audit_proposal(
                         conn,
                         AuditKind.expired,
                         "system",
-                        action_id=p.action_id,
-                        proposal_id=p.id,
-                        pattern_id=p.pattern_id,
-                        argv=p.argv,
-                        params=p.params,
+                        p,
                         reason=f"not run within {self.config.proposal_ttl_minutes:g} minutes",
                     )
             for p in store.list_proposals(conn, status=[ProposalStatus.running], limit=1000):
@@ -115,15 +121,11 @@ class Runs:
                     run_status="error",
                     note="interrupted: the process running it stopped",
                 ):
-                    self.audit(
+                    self.audit_proposal(
                         conn,
                         AuditKind.failed,
                         "system",
-                        action_id=p.action_id,
-                        proposal_id=p.id,
-                        pattern_id=p.pattern_id,
-                        argv=p.argv,
-                        params=p.params,
+                        p,
                         reason="interrupted: the errlearn process running it stopped before recording a result",
                     )
 
@@ -179,15 +181,11 @@ class Runs:
         if (p.blocked_reason or "").split(":", 1)[0] != code:
             with self.engine.begin() as conn:
                 store.set_blocked(conn, p.id, text, self.clock())
-                self.audit(
+                self.audit_proposal(
                     conn,
                     AuditKind.skipped,
                     "system",
-                    action_id=p.action_id,
-                    proposal_id=p.id,
-                    pattern_id=p.pattern_id,
-                    argv=p.argv,
-                    params=p.params,
+                    p,
                     reason=text,
                 )
         return ProposalResult(
