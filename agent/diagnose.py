@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -306,9 +307,11 @@ class Diagnoser:
     ) -> AsyncIterator[str | AskResult]:
         from agent.llm.agents import stream_answer
 
-        ctx = self.ask_context(question, service, since)
+        # Evidence (database, embedder, Chroma) and a model start are blocking: keep them off the event loop.
+        ctx = await asyncio.to_thread(self.ask_context, question, service, since)
+        deps = await asyncio.to_thread(self.deps)
         self.calls += 1
-        async for piece in stream_answer(question, service, ctx, self.deps()):
+        async for piece in stream_answer(question, service, ctx, deps):
             if not isinstance(piece, str):  # metrics: the final AskResult
                 metrics.record_llm_call("ask", piece)
             yield piece
