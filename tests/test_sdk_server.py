@@ -33,7 +33,7 @@ def server_url(tmp_path: Path) -> Iterator[str]:
         from agent.api.app import create_app
         from agent.settings import Settings
     except ImportError as exc:  # pragma: no cover - only while the server is being built
-        pytest.skip(f"the errlearn server is not importable yet ({exc}); agent.api.app:create_app enables this test")
+        pytest.skip(f"the errlearn server could not be imported ({exc}); `make install` installs its dependencies")
     settings = Settings(data_dir=tmp_path / "server", api_keys=[KEY], admin_key=ADMIN)  # type: ignore[arg-type]
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
