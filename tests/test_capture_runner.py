@@ -217,7 +217,10 @@ class _Watch(io.BytesIO):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_interrupt_is_forwarded_to_the_child() -> None:
+def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The path under test is `kill -INT <errlearn pid>`: not a terminal's Ctrl-C (which reaches the child by
+    # itself, so the runner does not forward it). Pin "no controlling terminal" whatever stdin this run has.
+    monkeypatch.setattr(os, "tcgetpgrp", lambda _fd: (_ for _ in ()).throw(OSError("no terminal")))
     child = (
         "import sys, time\n"
         "try:\n"
