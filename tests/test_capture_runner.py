@@ -240,6 +240,8 @@ def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) ->
     # A process started in the background (`cmd &`, some CI runners) inherits SIGINT as *ignored*, and the
     # runner rightly leaves an ignored SIGINT alone. This test is about an interactive Ctrl-C: set that up.
     inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Some launchers also *block* SIGINT (it stays pending for ever): unblock it for this test.
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         before = signal.getsignal(signal.SIGINT)
         threading.Thread(target=interrupt, daemon=True).start()
@@ -251,6 +253,7 @@ def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) ->
         assert signal.getsignal(signal.SIGINT) is before  # our handler is gone again
     finally:
         signal.signal(signal.SIGINT, inherited)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def test_send_failure_changes_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
