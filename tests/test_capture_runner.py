@@ -217,7 +217,8 @@ class _Watch(io.BytesIO):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("target", ["process", "another thread"])
+def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
     # The path under test is `kill -INT <errlearn pid>`: not a terminal's Ctrl-C (which reaches the child by
     # itself, so the runner does not forward it). Pin "no controlling terminal" whatever stdin this run has.
     monkeypatch.setattr(os, "tcgetpgrp", lambda _fd: (_ for _ in ()).throw(OSError("no terminal")))
@@ -235,7 +236,13 @@ def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) ->
 
     def interrupt() -> None:
         if out.seen.wait(10):
-            os.kill(os.getpid(), signal.SIGINT)
+            if target == "process":
+                os.kill(os.getpid(), signal.SIGINT)
+            else:
+                # The kernel hands a process-wide signal to any thread that does not block it; in a busy
+                # process (a test run, a service with threads) that is often not the main thread, which
+                # then must not sit in a blocking read until the child happens to print.
+                signal.pthread_kill(threading.get_ident(), signal.SIGINT)
 
     # A process started in the background (`cmd &`, some CI runners) inherits SIGINT as *ignored*, and the
     # runner rightly leaves an ignored SIGINT alone. This test is about an interactive Ctrl-C: set that up.
@@ -251,6 +258,31 @@ def test_interrupt_is_forwarded_to_the_child(monkeypatch: pytest.MonkeyPatch) ->
         assert b"child got SIGINT" in out.getvalue()
         assert result.exit_code == 130
         assert signal.getsignal(signal.SIGINT) is before  # our handler is gone again
+    finally:
+        signal.signal(signal.SIGINT, inherited)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_interrupt_reaches_a_child_that_closed_its_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The runner has read to the end of the output and now waits for the exit: a signal must still get through.
+    monkeypatch.setattr(os, "tcgetpgrp", lambda _fd: (_ for _ in ()).throw(OSError("no terminal")))
+    child = "import os, time\nprint('ready', flush=True)\nos.close(1)\nos.close(2)\ntime.sleep(30)\n"
+    out = _Watch(b"ready")
+
+    def interrupt() -> None:
+        if out.seen.wait(10):
+            time.sleep(0.5)  # let the runner reach the end of the output
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        threading.Thread(target=interrupt, daemon=True).start()
+        started = time.monotonic()
+        result = run_and_capture([PY, "-c", child], service="shop", kind="job", send=Sink(), stdout=out)
+        assert time.monotonic() - started < 10
+        assert result.exit_code in (130, 128 + signal.SIGINT)
     finally:
         signal.signal(signal.SIGINT, inherited)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)

@@ -13,6 +13,7 @@ import io
 import logging
 import os
 import re
+import select
 import shlex
 import signal
 import subprocess  # noqa: TID251 - `errlearn run` exists to run the user's command
@@ -34,6 +35,8 @@ _KINDS: tuple[Kind, ...] = ("build", "ci", "job")
 Send = Callable[[dict[str, Any]], None]
 
 _CHUNK = 64 * 1024
+_CAN_POLL_PIPES = os.name == "posix"  # select() takes pipes on POSIX only
+_SIGNAL_CHECK_SECONDS = 0.2
 _MAX_CONTEXT_CHARS = 1_000
 _REDACTED = "[REDACTED:key_value]"  # the Scrubber's own placeholder, which it leaves alone
 # argv is scrubbed as a list first: once joined and quoted (`'--password=hunter 2'`) a value loses its edges.
@@ -170,6 +173,10 @@ def _pump(proc: subprocess.Popen[bytes], write: Callable[[bytes], None], tail: _
     fd = proc.stdout.fileno()
     passing = True
     while True:
+        # A signal for us may be taken by any thread; its Python handler (forwarding it to the child) runs in
+        # the main thread only once that thread leaves a blocking call. Wake up regularly so it always does.
+        if _CAN_POLL_PIPES and not select.select([fd], [], [], _SIGNAL_CHECK_SECONDS)[0]:
+            continue
         try:
             chunk = os.read(fd, _CHUNK)
         except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for exotic platforms
@@ -184,6 +191,13 @@ def _pump(proc: subprocess.Popen[bytes], write: Callable[[bytes], None], tail: _
                 passing = False
                 log.warning("output stream closed (%s); the command keeps running", exc)
     proc.stdout.close()
+
+
+def _wait(proc: subprocess.Popen[bytes]) -> int:
+    """`proc.wait()` that still lets signal handlers run (the child may have closed its output early)."""
+    while True:
+        with suppress(subprocess.TimeoutExpired):
+            return proc.wait(timeout=_SIGNAL_CHECK_SECONDS)
 
 
 def _exit_code(returncode: int) -> int:
@@ -277,7 +291,7 @@ def run_and_capture(
     try:
         with _forward_signals(proc):
             _pump(proc, write, tail)
-            returncode = proc.wait()
+            returncode = _wait(proc)
     except BaseException:  # an unexpected error here must not leave the command running without us
         proc.kill()
         proc.wait()
