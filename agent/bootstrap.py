@@ -61,7 +61,13 @@ def build_services(
     )
     diagnoser = Diagnoser(runtime, actions=recovery.action_infos, on_diagnosis=recovery.propose_from_diagnosis)
     runtime.core.pattern_hooks.append(diagnoser.enqueue_new_patterns)
-    worker = Worker(runtime, handlers={"diagnose": diagnoser.handle_job}, poll_s=settings.worker_poll_s)
+    worker = Worker(
+        runtime,
+        handlers={"diagnose": diagnoser.handle_job},
+        poll_s=settings.worker_poll_s,
+        activity=runtime.core.ingest_activity,
+        busy_share=settings.worker_busy_share,
+    )
     worker.periodic.append(Periodic("recovery", 30, recovery.tick))
     guide = Guide(
         diagnoser,

@@ -199,9 +199,14 @@ class Core:
             with self.engine.connect() as conn:
                 out["events"] = repo.count_events(conn)
                 out["patterns"] = repo.count_patterns(conn)
+                out["patterns_unindexed"] = repo.count_unindexed_patterns(conn)
                 out["jobs"] = repo.job_counts(conn)
                 out["learning_runs"] = repo.learning_runs(conn, 5)
         return out
+
+    def ingest_activity(self) -> int:
+        """Grows while events arrive (this process's committed events): the worker yields to it."""
+        return self.writer.committed_events if self.writer else 0
 
     def healthy(self) -> bool:
         return ping(self.engine)

@@ -38,6 +38,10 @@ class TickReport:
     jobs_done: int = 0
     jobs_failed: int = 0
     periodic: list[str] = field(default_factory=list)
+    index_s: float = 0.0
+    """Seconds spent indexing in this tick."""
+    ingest_busy: bool = False
+    """Events were arriving when this tick started (indexing then runs in small, paced batches)."""
 
     @property
     def busy(self) -> bool:
@@ -62,12 +66,22 @@ class Worker:
         periodic: list[Periodic] | None = None,
         poll_s: float = 1.0,
         index: bool = True,
+        activity: Callable[[], int] | None = None,
+        busy_share: float = 1.0,
+        busy_batch: int = 16,
     ) -> None:
+        """`activity` is a counter that grows while events arrive (the writer's committed events). While it
+        grows, indexing takes at most `busy_share` of the time, `busy_batch` patterns at a time, so that a
+        worker sharing the API's process (and its GIL) leaves ingest its throughput; idle, it runs flat out."""
         self.runtime = runtime
         self.handlers: dict[str, JobHandler] = dict(handlers or {})
         self.periodic = list(periodic or [])
         self.poll_s = poll_s
         self.index = index
+        self.activity = activity
+        self.busy_share = busy_share
+        self.busy_batch = busy_batch
+        self._last_activity: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -98,8 +112,26 @@ class Worker:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("worker tick failed")
                 report = TickReport()
-            if not report.busy:
-                self._stop.wait(self.poll_s)
+            pause = self.pause_after(report)
+            if pause > 0:
+                self._stop.wait(pause)
+
+    def pause_after(self, report: TickReport) -> float:
+        """How long the loop rests after a tick: `poll_s` when idle; while ingest is busy, long enough that
+        indexing keeps to its `busy_share` of the time; otherwise not at all (there is more to do)."""
+        if not report.busy:
+            return self.poll_s
+        if report.ingest_busy and report.index_s > 0 and self.busy_share < 1:
+            return min(report.index_s * (1 - self.busy_share) / self.busy_share, 10 * self.poll_s)
+        return 0.0
+
+    def ingest_busy(self) -> bool:
+        """Did events arrive since the last look?"""
+        if self.activity is None:
+            return False
+        now = self.activity()
+        before, self._last_activity = self._last_activity, now
+        return before is not None and now != before
 
     def tick(self, *, max_jobs: int = 10) -> TickReport:
         """One round of work. Tests call this directly with an injected clock."""
@@ -107,8 +139,11 @@ class Worker:
         report = TickReport()
         if self.index:
             retrieval = self.runtime.retrieval()
-            report.indexed = retrieval.index_pending()
+            report.ingest_busy = self.ingest_busy()
+            started = time.perf_counter()
+            report.indexed = retrieval.index_pending(self.busy_batch if report.ingest_busy else 256)
             report.knowledge_indexed = retrieval.index_knowledge()
+            report.index_s = time.perf_counter() - started
         core = self.runtime.core
         kinds = sorted(self.handlers)
         for _ in range(max_jobs if kinds else 0):

@@ -103,16 +103,8 @@ class Retrieval:
 
     # -- indexing ----------------------------------------------------------------------------
     def pending_patterns(self) -> int:
-        from sqlalchemy import func
-
         with self.engine.connect() as conn:
-            return int(
-                conn.execute(
-                    select(func.count())
-                    .select_from(PATTERNS)
-                    .where(PATTERNS.c.indexed_version < PATTERNS.c.content_version)
-                ).scalar_one()
-            )
+            return repo.count_unindexed_patterns(conn)
 
     def index_pending(self, limit: int = 256) -> int:
         """Embed patterns that are new or whose template changed. Returns how many were written."""

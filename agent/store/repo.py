@@ -133,6 +133,12 @@ def count_patterns(conn: Connection) -> int:
     return int(conn.execute(select(func.count()).select_from(PATTERNS)).scalar_one())
 
 
+def count_unindexed_patterns(conn: Connection) -> int:
+    """Patterns that are new or changed since the vector index last saw them."""
+    stale = PATTERNS.c.indexed_version < PATTERNS.c.content_version
+    return int(conn.execute(select(func.count()).select_from(PATTERNS).where(stale)).scalar_one())
+
+
 # -- counters and meta ----------------------------------------------------------------------------
 def counters(conn: Connection) -> dict[str, int]:
     return {name: int(value) for name, value in conn.execute(select(COUNTERS.c.name, COUNTERS.c.value))}
