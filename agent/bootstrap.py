@@ -76,9 +76,15 @@ def build_services(
         max_model_calls_per_run=settings.learning_max_model_calls,
         stale_after=dt.timedelta(minutes=settings.learning_stale_minutes),
     )
-    worker.periodic.append(Periodic("learning", 30, guide.learning.tick))
+    # learning (model calls) and retention (bulk deletes) wait out an ingest burst, for at most 10 minutes
+    worker.periodic.append(Periodic("learning", 30, guide.learning.tick, defer_while_busy_s=600))
     retention = Retention.from_settings(settings, runtime.core.engine, clock=clock)
     worker.periodic.append(
-        Periodic("retention", settings.retention_interval_minutes * 60, lambda: retention.run(max_seconds=60))
+        Periodic(
+            "retention",
+            settings.retention_interval_minutes * 60,
+            lambda: retention.run(max_seconds=60),
+            defer_while_busy_s=600,
+        )
     )
     return Services(runtime, diagnoser, worker, recovery, guide)

@@ -109,8 +109,9 @@ class Settings(BaseSettings):
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
     worker_poll_s: float = Field(default=1.0, gt=0)
     worker_busy_share: float = Field(default=0.05, gt=0, le=1)
-    """While events arrive, indexing takes at most this share of the time (small batches with pauses), so an
-    in-process worker leaves ingest its throughput; idle, it runs flat out. 1: never hold back."""
+    """While events arrive, the worker's indexing and jobs take at most this share of the time (small batches,
+    then a rest) and learning/retention wait (10 minutes at most), so an in-process worker leaves ingest its
+    throughput; idle, it runs flat out. 1: never hold back."""
 
     metrics_public: bool = True
     """Serve `GET /metrics` without a key, like most Prometheus exporters; false: any API key is needed."""

@@ -21,6 +21,8 @@ from agent.store.jobs import Job
 
 log = logging.getLogger(__name__)
 JobHandler = Callable[[Job], None]
+BUSY_WINDOW_S = 2.0
+"""Ingest counts as busy for this long after events were last seen arriving."""
 
 
 @dataclass
@@ -29,6 +31,9 @@ class Periodic:
     every_s: float
     run: Callable[[], Any]
     last: float = field(default=float("-inf"))
+    defer_while_busy_s: float = 0.0
+    """Heavy housekeeping (learning, retention) waits while events are arriving, but at most this long."""
+    due_since: float | None = None
 
 
 @dataclass
@@ -38,10 +43,10 @@ class TickReport:
     jobs_done: int = 0
     jobs_failed: int = 0
     periodic: list[str] = field(default_factory=list)
-    index_s: float = 0.0
-    """Seconds spent indexing in this tick."""
+    work_s: float = 0.0
+    """Seconds spent indexing and running jobs in this tick."""
     ingest_busy: bool = False
-    """Events were arriving when this tick started (indexing then runs in small, paced batches)."""
+    """Events were arriving when this tick started: the tick did less, and the loop rests after it."""
 
     @property
     def busy(self) -> bool:
@@ -68,11 +73,12 @@ class Worker:
         index: bool = True,
         activity: Callable[[], int] | None = None,
         busy_share: float = 1.0,
-        busy_batch: int = 16,
+        busy_batch: int = 64,
     ) -> None:
         """`activity` is a counter that grows while events arrive (the writer's committed events). While it
-        grows, indexing takes at most `busy_share` of the time, `busy_batch` patterns at a time, so that a
-        worker sharing the API's process (and its GIL) leaves ingest its throughput; idle, it runs flat out."""
+        grows, indexing and jobs take at most `busy_share` of the time (`busy_batch` patterns, one job a
+        tick) and deferrable periodic tasks wait, so that a worker sharing the API's process (and its GIL)
+        leaves ingest its throughput; idle, it runs flat out."""
         self.runtime = runtime
         self.handlers: dict[str, JobHandler] = dict(handlers or {})
         self.periodic = list(periodic or [])
@@ -82,6 +88,7 @@ class Worker:
         self.busy_share = busy_share
         self.busy_batch = busy_batch
         self._last_activity: int | None = None
+        self._last_change = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
@@ -118,35 +125,35 @@ class Worker:
 
     def pause_after(self, report: TickReport) -> float:
         """How long the loop rests after a tick: `poll_s` when idle; while ingest is busy, long enough that
-        indexing keeps to its `busy_share` of the time; otherwise not at all (there is more to do)."""
+        the work keeps to its `busy_share` of the time; otherwise not at all (there is more to do)."""
         if not report.busy:
             return self.poll_s
-        if report.ingest_busy and report.index_s > 0 and self.busy_share < 1:
-            return min(report.index_s * (1 - self.busy_share) / self.busy_share, 10 * self.poll_s)
+        if report.ingest_busy and self.busy_share < 1:
+            return min(report.work_s * (1 - self.busy_share) / self.busy_share, 10 * self.poll_s)
         return 0.0
 
     def ingest_busy(self) -> bool:
-        """Did events arrive since the last look?"""
+        """Did events arrive in the last `BUSY_WINDOW_S` seconds (as far as the looks so far can tell)?"""
         if self.activity is None:
             return False
-        now = self.activity()
-        before, self._last_activity = self._last_activity, now
-        return before is not None and now != before
+        value, now = self.activity(), time.monotonic()
+        if self._last_activity is not None and value != self._last_activity:
+            self._last_change = now
+        self._last_activity = value
+        return now - self._last_change < BUSY_WINDOW_S
 
     def tick(self, *, max_jobs: int = 10) -> TickReport:
         """One round of work. Tests call this directly with an injected clock."""
         self.ticks += 1
-        report = TickReport()
+        report = TickReport(ingest_busy=self.ingest_busy())
+        work_started = time.perf_counter()
         if self.index:
             retrieval = self.runtime.retrieval()
-            report.ingest_busy = self.ingest_busy()
-            started = time.perf_counter()
             report.indexed = retrieval.index_pending(self.busy_batch if report.ingest_busy else 256)
             report.knowledge_indexed = retrieval.index_knowledge()
-            report.index_s = time.perf_counter() - started
         core = self.runtime.core
         kinds = sorted(self.handlers)
-        for _ in range(max_jobs if kinds else 0):
+        for _ in range((1 if report.ingest_busy else max_jobs) if kinds else 0):
             job = jobs.claim(core.engine, kinds, core.clock())
             if job is None:
                 break
@@ -169,13 +176,20 @@ class Worker:
                 metrics.record_job(job.kind, "done", time.perf_counter() - started)  # metrics
                 jobs.complete(core.engine, job, core.clock())
                 report.jobs_done += 1
+        report.work_s = time.perf_counter() - work_started
+        report.ingest_busy = self.ingest_busy() or report.ingest_busy  # the work may have taken a while
         now = time.monotonic()
         for task in self.periodic:
-            if now - task.last >= task.every_s:
-                task.last = now
-                try:
-                    task.run()
-                    report.periodic.append(task.name)
-                except Exception:
-                    log.exception("periodic task %s failed", task.name)
+            if now - task.last < task.every_s:
+                continue
+            if report.ingest_busy and task.defer_while_busy_s > 0:
+                task.due_since = now if task.due_since is None else task.due_since
+                if now - task.due_since < task.defer_while_busy_s:
+                    continue
+            task.last, task.due_since = now, None
+            try:
+                task.run()
+                report.periodic.append(task.name)
+            except Exception:
+                log.exception("periodic task %s failed", task.name)
         return report

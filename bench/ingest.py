@@ -3,10 +3,11 @@
   1. single POST /errors on errlearn vs. a bare FastAPI endpoint that only answers 202 (the ceiling),
      same uvicorn settings, same load generator (wrk, a C client, so Python load does not steal CPU);
   2. /errors/batch with 100-event batches: events/s;
-  3. the same batch load with the background indexer running (new patterns keep arriving) vs. without;
+  3. the same batch loads (new patterns arriving; one recurring pattern) with the background indexer off,
+     in the API process and as `errlearn worker` beside it, interleaved over --index-rounds rounds;
   4. the SIGKILL crash test, 20 rounds: every acknowledged event must survive.
 
-Usage: .venv/bin/python bench/ingest.py [--duration 10] [--connections 32] [--crash-rounds 20]
+Usage: .venv/bin/python bench/ingest.py [--duration 10] [--index-rounds 3] [--only indexing,crash]
 Needs `wrk` (Debian: apt-get install wrk).
 """
 
@@ -17,11 +18,13 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess  # noqa: TID251 - the benchmark runs servers and wrk
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -109,6 +112,20 @@ def errlearn_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def wait_indexed(url: str, timeout: float = 300, *, post: bool = True) -> None:
+    """Wait until every pattern is in the vector index (first posting one event, so there is one)."""
+    headers = {"Authorization": f"Bearer {INGEST_KEY}"}
+    if post:
+        httpx.post(url + "/errors", json=EVENT, headers=headers, timeout=10).raise_for_status()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        st = httpx.get(url + "/status", headers=headers, timeout=10).json()
+        if st.get("patterns") and not st.get("patterns_unindexed"):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker did not index every pattern within {timeout:.0f} s")
+
+
 def run_wrk(url: str, script: str, duration: int, connections: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
@@ -174,7 +191,13 @@ def bench_single(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, flo
 
 
 def bench_batch(
-    args: argparse.Namespace, tmp: Path, *, worker: bool, varied: bool, name: str, separate_worker: bool = False
+    args: argparse.Namespace,
+    tmp: Path,
+    *,
+    varied: bool,
+    name: str,
+    worker: bool = False,
+    separate_worker: bool = False,
 ) -> dict[str, float]:
     """Batch load; the indexer off, in the API process (`serve --worker`) or as `errlearn worker` beside it."""
     script = LUA_BATCH % {"key": INGEST_KEY, "event": json.dumps(EVENT), "varied": "true" if varied else "false"}
@@ -187,13 +210,18 @@ def bench_batch(
         side = subprocess.Popen(
             [sys.executable, "-m", "agent.cli", "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(3)  # let it load the embedder before the load starts
     try:
+        if worker:  # steady state: the worker has loaded the embedder and Chroma and indexed a first pattern
+            wait_indexed(f"http://127.0.0.1:{port}")
         run_wrk(f"http://127.0.0.1:{port}", script, 2, args.batch_connections)
         r = run_wrk(f"http://127.0.0.1:{port}", script, args.duration, args.batch_connections)
         if worker:  # how far the indexer got while ingest ran
             st = httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {INGEST_KEY}"}).json()
             r["patterns"] = st.get("patterns", 0)
+            r["unindexed"] = st.get("patterns_unindexed", 0)
+            started = time.monotonic()  # and how long it takes to catch up once the load stops
+            wait_indexed(f"http://127.0.0.1:{port}", post=False)
+            r["catch_up_s"] = time.monotonic() - started
     finally:
         if side is not None:
             stop(side)
@@ -239,73 +267,119 @@ def llm_calls_per_10k(tmp: Path) -> dict[str, int]:
     return {"events": 10_000, "patterns": int(patterns), "llm_calls": int(jobs)}
 
 
+def bench_indexing(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Indexing on vs off, interleaved over several rounds (one machine's noise hits every layout alike)."""
+    layouts = {"off": {}, "in-process": {"worker": True}, "separate": {"worker": True, "separate_worker": True}}
+    out: dict[str, Any] = {}
+    loads = {"new patterns": True, "same pattern": False}
+    for load, varied in ((k, v) for k, v in loads.items() if k in args.index_loads):
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in layouts}
+        for rnd in range(args.index_rounds):
+            for name, kw in layouts.items():
+                tag = f"ix-{'v' if varied else 's'}-{name}-{rnd}"
+                runs[name].append(bench_batch(args, tmp, varied=varied, name=tag, **kw))  # type: ignore[arg-type]
+        mean = {name: statistics.fmean(r["events_per_s"] for r in rs) for name, rs in runs.items()}
+        out[load] = {
+            "events_per_s": mean,
+            "runs": {name: [r["events_per_s"] for r in rs] for name, rs in runs.items()},
+            "ratio": {name: mean[name] / mean["off"] for name in layouts if name != "off"},
+            "round_ratios": {
+                name: [r["events_per_s"] / off["events_per_s"] for r, off in zip(rs, runs["off"], strict=True)]
+                for name, rs in runs.items()
+                if name != "off"
+            },
+            "unindexed_at_end": {name: [r.get("unindexed") for r in rs] for name, rs in runs.items() if name != "off"},
+            "catch_up_s": {name: [r.get("catch_up_s") for r in rs] for name, rs in runs.items() if name != "off"},
+            "patterns": {name: [r.get("patterns") for r in rs] for name, rs in runs.items() if name != "off"},
+        }
+    return out
+
+
+SECTIONS = ("single", "batch", "indexing", "llm", "crash")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--batch-connections", type=int, default=8)
     ap.add_argument("--crash-rounds", type=int, default=20)
+    ap.add_argument("--index-rounds", type=int, default=3, help="interleaved rounds of indexing off/on")
+    ap.add_argument("--index-loads", type=lambda v: v.split(","), default=["new patterns", "same pattern"])
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ingest.json")
     args = ap.parse_args()
+    only = {x.strip() for x in args.only.split(",") if x.strip()}
+    if unknown := only - set(SECTIONS):
+        sys.exit(f"--only: unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     if not shutil.which("wrk"):
         sys.exit("bench/ingest.py needs wrk: apt-get install wrk")
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        single = bench_single(args, tmp)
-        results["single"] = single
-        results["single_ratio"] = single["errlearn"]["rps"] / single["ceiling"]["rps"]
-        results["batch"] = bench_batch(args, tmp, worker=False, varied=False, name="batch")
-        plain = bench_batch(args, tmp, worker=False, varied=True, name="varied-plain")
-        indexed = bench_batch(args, tmp, worker=True, varied=True, name="varied-indexed")
-        separate = bench_batch(args, tmp, worker=True, varied=True, name="varied-separate", separate_worker=True)
-        results["indexing"] = {
-            "without": plain,
-            "with": indexed,
-            "ratio": indexed["rps"] / plain["rps"],
-            "separate_worker": separate,
-            "separate_ratio": separate["rps"] / plain["rps"],
-        }
-        results["llm_calls"] = llm_calls_per_10k(tmp)
-        crash = []
-        for i in range(args.crash_rounds):
-            d = tmp / f"crash{i}"
-            d.mkdir()
-            crash.append(crash_once(d, run_s=1.0))
-        results["crash"] = {
-            "rounds": len(crash),
-            "acknowledged": sum(a for a, _ in crash),
-            "missing": sum(m for _, m in crash),
-        }
-    s = results["single"]
-    print("\nerrlearn ingest benchmark (one run, same machine, same uvicorn settings)")
-    print(
-        f"  ceiling  POST /errors (bare FastAPI 202): {s['ceiling']['rps']:8.0f} req/s  p50 {s['ceiling']['p50_ms']:.2f} ms  p99 {s['ceiling']['p99_ms']:.2f} ms"
-    )  # type: ignore[index]
-    print(
-        f"  errlearn POST /errors (validate+scrub+group+commit): {s['errlearn']['rps']:8.0f} req/s  p50 {s['errlearn']['p50_ms']:.2f} ms  p99 {s['errlearn']['p99_ms']:.2f} ms  non-2xx {s['errlearn']['non_2xx']}"
-    )  # type: ignore[index]
-    print(f"  single / ceiling ratio: {results['single_ratio']:.2f}  (goal >= 0.70)")
-    b = results["batch"]
-    print(
-        f"  /errors/batch x100: {b['events_per_s']:8.0f} events/s  p50 {b['p50_ms']:.1f} ms  p99 {b['p99_ms']:.1f} ms  (goal >= 20000)"
-    )  # type: ignore[index]
-    ix = results["indexing"]
-    print(
-        f"  new patterns arriving, indexer off: {ix['without']['events_per_s']:8.0f} events/s; "  # type: ignore[index]
-        f"in-process: {ix['with']['events_per_s']:8.0f} events/s, ratio {ix['ratio']:.2f}; "  # type: ignore[index]
-        f"separate `errlearn worker`: {ix['separate_worker']['events_per_s']:8.0f} events/s, "  # type: ignore[index]
-        f"ratio {ix['separate_ratio']:.2f} (goal >= 0.90)"
-    )
-    lc = results["llm_calls"]
-    print(
-        f"  LLM calls per 10k events (40 recurring errors): {lc['llm_calls']} for {lc['patterns']} patterns (one diagnosis per pattern, cached)"
-    )  # type: ignore[index]
-    c = results["crash"]
-    print(f"  SIGKILL crash rounds: {c['rounds']}, acknowledged {c['acknowledged']}, missing {c['missing']}")  # type: ignore[index]
+        if "single" in only:
+            single = bench_single(args, tmp)
+            results["single"] = single
+            results["single_ratio"] = single["errlearn"]["rps"] / single["ceiling"]["rps"]
+        if "batch" in only:
+            results["batch"] = bench_batch(args, tmp, worker=False, varied=False, name="batch")
+        if "indexing" in only:
+            results["indexing"] = bench_indexing(args, tmp)
+        if "llm" in only:
+            results["llm_calls"] = llm_calls_per_10k(tmp)
+        if "crash" in only:
+            crash = []
+            for i in range(args.crash_rounds):
+                d = tmp / f"crash{i}"
+                d.mkdir()
+                crash.append(crash_once(d, run_s=1.0))
+            results["crash"] = {
+                "rounds": len(crash),
+                "acknowledged": sum(a for a, _ in crash),
+                "missing": sum(m for _, m in crash),
+            }
+    report(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2))
     print(f"  results: {args.out}")
+
+
+def report(results: dict[str, Any]) -> None:
+    print("\nerrlearn ingest benchmark (one run, same machine, same uvicorn settings)")
+    if s := results.get("single"):
+        c, e = s["ceiling"], s["errlearn"]
+        print(
+            f"  ceiling  POST /errors (bare FastAPI 202): {c['rps']:8.0f} req/s  p50 {c['p50_ms']:.2f} ms  p99 {c['p99_ms']:.2f} ms"
+        )
+        print(
+            f"  errlearn POST /errors (validate+scrub+group+commit): {e['rps']:8.0f} req/s  p50 {e['p50_ms']:.2f} ms"
+            f"  p99 {e['p99_ms']:.2f} ms  non-2xx {e['non_2xx']}"
+        )
+        print(f"  single / ceiling ratio: {results['single_ratio']:.2f}  (goal >= 0.70)")
+    if b := results.get("batch"):
+        print(
+            f"  /errors/batch x100: {b['events_per_s']:8.0f} events/s  p50 {b['p50_ms']:.1f} ms  p99 {b['p99_ms']:.1f} ms"
+            "  (goal >= 20000)"
+        )
+    for load, ix in (results.get("indexing") or {}).items():
+        eps, ratio = ix["events_per_s"], ix["ratio"]
+        print(
+            f"  indexing, {load}: off {eps['off']:7.0f} events/s; in-process worker {eps['in-process']:7.0f} "
+            f"(ratio {ratio['in-process']:.2f}); separate `errlearn worker` {eps['separate']:7.0f} "
+            f"(ratio {ratio['separate']:.2f})  (goal >= 0.90)"
+        )
+        for name in ("in-process", "separate"):
+            rounds = ", ".join(f"{x:.2f}" for x in ix["round_ratios"][name])
+            left = ix["unindexed_at_end"][name]
+            catch = ", ".join(f"{x:.1f}" for x in ix["catch_up_s"][name])
+            print(f"    {name}: round ratios {rounds}; unindexed when the load stopped {left}; caught up in {catch} s")
+    if lc := results.get("llm_calls"):
+        print(
+            f"  LLM calls per 10k events (40 recurring errors): {lc['llm_calls']} for {lc['patterns']} patterns"
+            " (one diagnosis per pattern, cached)"
+        )
+    if c := results.get("crash"):
+        print(f"  SIGKILL crash rounds: {c['rounds']}, acknowledged {c['acknowledged']}, missing {c['missing']}")
 
 
 if __name__ == "__main__":
