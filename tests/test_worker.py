@@ -177,8 +177,8 @@ def test_one_job_per_tick_while_events_arrive(monkeypatch: pytest.MonkeyPatch) -
 
 def test_the_built_worker_sees_ingest_through_the_real_writer(settings: Any) -> None:
     """Wiring: the worker `serve` builds watches this process's event writer."""
-    from agent.ingest.normalize import EventCreate
     from agent.bootstrap import build_services
+    from agent.ingest.normalize import EventCreate
 
     services = build_services(settings).start(worker=False)
     try:
