@@ -1,7 +1,8 @@
 """The background worker: indexes new patterns, runs durable jobs, fires periodic tasks.
 
 It runs as a thread inside `errlearn serve` (default) or alone as `errlearn worker`; several
-workers may share one PostgreSQL database (jobs are claimed with SKIP LOCKED).
+workers may share one PostgreSQL database (jobs are claimed with SKIP LOCKED). Inside `serve` it
+yields to ingest: while events arrive it works in small paced rounds (see `Worker.__init__`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TickReport:
     work_s: float = 0.0
     """Seconds spent indexing and running jobs in this tick."""
     ingest_busy: bool = False
-    """Events were arriving when this tick started: the tick did less, and the loop rests after it."""
+    """Events were arriving during this tick: it did less, deferrable periodic tasks waited, and the loop rests."""
 
     @property
     def busy(self) -> bool:
