@@ -29,6 +29,7 @@ from pydantic_ai.models import override_allow_model_requests
 from agent.llm.config import LLMConfig
 from agent.llm.embedded import port_accepts
 from agent.llm.providers import ModelRuntime, ModelUnavailable, check_model, open_model
+from tests.support import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -115,12 +116,6 @@ def fake_http() -> Iterator[Callable[[dict[tuple[str, str], Route]], FakeHTTP]]:
         httpd.server_close()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def chat_completion(model: str, content: str) -> dict[str, Any]:
     """An OpenAI chat-completion response as Ollama's /v1, llama.cpp and OpenAI return it."""
     return {
@@ -205,7 +200,7 @@ def ollama_routes(pulled: list[dict[str, Any]]) -> dict[tuple[str, str], Route]:
 
 
 def test_ollama_down_fails_fast_with_the_url() -> None:
-    port = _free_port()
+    port = free_port()
     config = LLMConfig(provider="ollama", base_url=f"http://127.0.0.1:{port}", timeout_s=5)
 
     started = time.monotonic()
@@ -283,7 +278,7 @@ def test_ollama_pulled_model_runs_an_agent_over_v1(fake_http: Callable[..., Fake
 
 
 def test_openai_compatible_server_down() -> None:
-    url = f"http://127.0.0.1:{_free_port()}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
 
     with pytest.raises(ModelUnavailable, match=f"at {url} is not reachable"):
         check_model(LLMConfig(provider="openai", model="m", base_url=url, timeout_s=5))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from agent.sdk import Client
+from tests.support import serve_in_thread
 
 KEY = "k" * 20
 ADMIN = "a" * 20
@@ -20,33 +20,16 @@ ADMIN = "a" * 20
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def server_url(tmp_path: Path) -> Iterator[str]:
-    uvicorn = pytest.importorskip("uvicorn")
     try:
         from agent.api.app import create_app
         from agent.settings import Settings
     except ImportError as exc:  # pragma: no cover - only while the server is being built
         pytest.skip(f"the errlearn server could not be imported ({exc}); `make install` installs its dependencies")
     settings = Settings(data_dir=tmp_path / "server", api_keys=[KEY], admin_key=ADMIN)  # type: ignore[arg-type]
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="errlearn-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the errlearn server did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
+    with serve_in_thread(create_app(settings), "errlearn-server") as url:
+        yield url
 
 
 def _get(url: str, path: str, **params: Any) -> Any:

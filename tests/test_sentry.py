@@ -9,10 +9,7 @@ import gzip
 import json
 import logging
 import random
-import socket
 import sys
-import threading
-import time
 import traceback
 import zlib
 from collections.abc import Iterator
@@ -40,6 +37,7 @@ from agent.ingest.sentry import (
 )
 from agent.ingest.stacktrace import parse_stack, stack_fingerprint
 from tests.conftest import INGEST_KEY
+from tests.support import serve_in_thread
 
 DATA = Path(__file__).parent / "data" / "sentry"
 NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
@@ -665,31 +663,12 @@ def test_dsn_path_names_the_service(sentry: TestClient) -> None:
 # --------------------------------------------------------------------------- acceptance: the real sentry-sdk
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def live_url(settings: Any) -> Iterator[str]:
-    import uvicorn
-
     from agent.api.app import create_app
 
-    port = _free_port()
-    app = with_sentry_routes(create_app(settings))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="errlearn-sentry-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the errlearn server did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(15)
+    with serve_in_thread(with_sentry_routes(create_app(settings)), "errlearn-sentry-test") as url:
+        yield url
 
 
 def _charge(cart: dict[str, int]) -> int:

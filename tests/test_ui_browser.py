@@ -8,8 +8,6 @@ makes is recorded: all of them must go to the server's own origin.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 from agent.bootstrap import Services
 from agent.settings import Settings
 from tests.conftest import ADMIN_KEY, INGEST_KEY, REPO
-from tests.support import free_port
+from tests.support import serve_in_thread
 from tests.test_ui_support import Seeded, Wiring, seed, ui_app
 
 if TYPE_CHECKING:
@@ -68,8 +66,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUi]:
     if not CHROMIUM.exists():
         pytest.skip("browser tests need Debian's chromium at /usr/bin/chromium (sudo apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="browser tests need playwright (pip install -e '.[dev]')")
-    import uvicorn
-
     data = tmp_path_factory.mktemp("ui-browser") / "data"
     settings = Settings(
         data_dir=data,
@@ -78,20 +74,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveUi]:
         worker=False,  # the test drives the worker; nothing changes behind its back
     )
     wiring = Wiring()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(ui_app(settings, wiring), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="ui-test-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the UI test server did not start")
-        time.sleep(0.05)
-    try:
-        yield LiveUi(f"http://127.0.0.1:{port}", wiring.services[0], seed(wiring.services[0]))
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serve_in_thread(ui_app(settings, wiring), "ui-test-server", timeout=60) as url:
+        yield LiveUi(url, wiring.services[0], seed(wiring.services[0]))
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from agent.store.vectors import (
     VectorStoreUnavailable,
     sanitise_metadata,
 )
+from tests.support import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -143,12 +144,6 @@ class NetworkGuard:
         monkeypatch.setattr(socket, "create_connection", create_connection)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Chroma server (`chroma run`) on a free loopback port, for the whole module."""
@@ -156,7 +151,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if not chroma.exists():
         pytest.skip(f"the `chroma` script is not next to {sys.executable}; install chromadb in this venv")
     data = tmp_path_factory.mktemp("chroma-server")
-    port = _free_port()
+    port = free_port()
     log = (data / "server.log").open("wb")
     env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
     proc = subprocess.Popen(
@@ -462,6 +457,6 @@ def test_open_needs_exactly_one_location(wordllama: Embedder, tmp_path: Path) ->
 
 
 def test_unreachable_server_names_the_url(wordllama: Embedder) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(VectorStoreUnavailable, match=url.replace(".", r"\.")):
         VectorStore.open(wordllama, url=url)
