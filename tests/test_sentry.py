@@ -685,7 +685,9 @@ def _patterns(url: str, service: str) -> list[dict[str, Any]]:
 @pytest.mark.slow
 @pytest.mark.parametrize("compression", ["gzip", "br"])
 def test_the_real_sentry_sdk_reports_to_errlearn(live_url: str, compression: str) -> None:
-    sentry_sdk = pytest.importorskip("sentry_sdk")
+    sentry_sdk = pytest.importorskip(
+        "sentry_sdk", reason="needs sentry-sdk (a dev dependency): pip install -e '.[dev]'"
+    )
     from sentry_sdk.integrations.logging import LoggingIntegration
 
     if compression == "br":
