@@ -105,6 +105,14 @@ class Settings(BaseSettings):
     learning_stale_minutes: float = Field(default=60, gt=0)
     """A learning run still running after this long is taken for dead."""
 
+    # -- grouping v2 (issue 13): the background merge pass over template patterns ---------------
+    grouping_merge_every_s: float = Field(default=30, gt=0)
+    """The worker runs the merge pass (`agent.store.merges`) this often; ingest honours its decisions at once."""
+    grouping_merge_min_values: int = Field(default=4, ge=2)
+    """A word taking this many values in one place among templates otherwise equal is a parameter (merged)."""
+    grouping_merge_min_context: int = Field(default=3, ge=1)
+    """...and only around at least this many fixed words (one-word messages are not merged that way)."""
+
     worker: bool = True
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
     worker_poll_s: float = Field(default=1.0, gt=0)
