@@ -432,7 +432,7 @@ STARTER = {
 
 
 RUNBOOK_SECTIONS = ["Symptoms", "Meaning", "Diagnosis", "Mitigation", "Prevention"]
-MIN_STARTER_RUNBOOKS = 39
+MIN_STARTER_RUNBOOKS = 49
 
 
 def _starter() -> dict[str, KnowledgeEntry]:
