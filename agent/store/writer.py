@@ -26,7 +26,6 @@ from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
-from agent import metrics
 from agent.domain import Severity
 from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
@@ -66,6 +65,10 @@ class _Work:
 PatternHook = Callable[[Connection, list[str], list[str]], None]
 """Called inside the writer's transaction with the ids of new patterns and of changed ones."""
 
+CommitRecorder = Callable[[list[dict[str, Any]], list[list[Stored]], float], None]
+"""Called after each commit, before the acks, with the rows, the results per request and the seconds it took
+(the service passes `agent.metrics.record_commit`: the store does not import the layer above)."""
+
 
 class WriterStopped(RuntimeError):
     pass
@@ -80,12 +83,14 @@ class EventWriter:
         max_batch: int = 2000,
         pattern_hooks: Sequence[PatternHook] = (),
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_commit: CommitRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.sink = sink
         self.max_batch = max_batch
         self.pattern_hooks = list(pattern_hooks)
         self.on_committed = on_committed
+        self.on_commit = on_commit
         self._queue: queue.Queue[_Work | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._patterns: dict[str, _PatternInfo] = {}
@@ -178,7 +183,8 @@ class EventWriter:
             return
         self.batches += 1
         self.committed_events += len(rows)
-        metrics.record_commit(rows, results, time.perf_counter() - started)  # metrics: before the acks, so they see it
+        if self.on_commit is not None:  # metrics: before the acks, so they see it
+            self.on_commit(rows, results, time.perf_counter() - started)
         for work, stored in zip(batch, results, strict=True):
             if work.future is not None:
                 work.future.set_result(stored)
