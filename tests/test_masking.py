@@ -42,7 +42,7 @@ TOKEN_TABLE = [
     *_cases(
         "ADDR",  # endpoints: address with a port
         ["10.0.0.26:5432", "proxy.cse.cuhk.edu.hk:5070", "db-1.internal:6379", "[::1]:8080"],
-        ["host:", "key:value", "localhost"],
+        ["host:", "key:value", "localhost", "user:10", "shard:4"],
     ),
     *_cases(
         "URL",

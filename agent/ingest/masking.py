@@ -65,7 +65,6 @@ _WHOLE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"[A-Za-z][\w+.-]*://\S+", "URL"),
         # An endpoint (address with a port) is one variable, whichever form the address takes.
         (r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}", "ADDR"),
-        (r"[A-Za-z][A-Za-z0-9-]*:\d{2,5}", "ADDR"),  # a bare host name and port: wpad:80
         (r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?:/\d{1,2})?", "IP"),
         (_HOST, "HOST"),
         (r"(?=[0-9a-fA-F:]*\d)(?=(?:[0-9a-fA-F]*:){2})[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}", "IP"),
