@@ -13,10 +13,12 @@ what decided them) and the pass never joins it again.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, func, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from agent.domain import Severity
 from agent.ingest.grouping import group_event
@@ -55,7 +57,20 @@ def _lock(conn: Connection) -> None:
 
 
 def run_merge_pass(engine: Engine, *, min_values: int = 4, min_context: int = 3) -> MergeReport:
-    """One pass over all template patterns (cost grows with the number of patterns, off the ingest path)."""
+    """One pass over all template patterns (cost grows with the number of patterns, off the ingest path).
+
+    Retried when PostgreSQL picks it as a deadlock victim against a writer (it rolled back whole)."""
+    for attempt in range(1, 6):
+        try:
+            return _merge_pass_once(engine, min_values=min_values, min_context=min_context)
+        except OperationalError as exc:
+            if attempt == 5 or getattr(exc.orig, "sqlstate", None) not in {"40P01", "40001"}:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _merge_pass_once(engine: Engine, *, min_values: int, min_context: int) -> MergeReport:
     with engine.begin() as conn:
         _lock(conn)
         pinned = set(conn.execute(select(ALIASES.c.source_id).where(ALIASES.c.kind == "split")).scalars())
