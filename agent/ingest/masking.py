@@ -2,7 +2,8 @@
 
 Three passes over the first line of a message, each a pure function of the text:
 
-1. spans that contain spaces: timestamps in common log formats (`<TS>`) and quoted values (`"<STR>"`);
+1. spans: timestamps in common log formats (`<TS>`), a number and its unit (`<SIZE>`, `<DUR>`) and
+   quoted values without spaces (`"<STR>"`);
 2. tokens (runs without spaces or brackets) that are one value as a whole: UUIDs, IPs and endpoints,
    URLs, e-mail addresses, hex ids, Kubernetes pod / ReplicaSet names, durations and sizes with units,
    numbers, base64 / url-safe ids, paths with numeric parts;
@@ -40,9 +41,10 @@ _SPANS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # A number and its unit as two words: 403 bytes, 12 KB, 30 ms.
         (r"(?<![\w.])\d+(?:\.\d+)? (?:bytes?|[KMGT]i?B|kB)\b", "<SIZE>"),
         (r"(?<![\w.])\d+(?:\.\d+)? (?:ms|us|ns|secs?|seconds?|mins?|minutes?|hours?)\b", "<DUR>"),
-        # A quoted value: "..." or '...' that opens after a space, `=`, `:` or `(` and closes before one.
-        (r"""(?<![\w"'])"[^"\n]{1,200}"(?![\w"])""", '"<STR>"'),
-        (r"""(?<=[\s=:(\[])'[^'\n]{1,200}'(?![\w'])|^'[^'\n]{1,200}'(?![\w'])""", "'<STR>'"),
+        # A quoted value: "..." or '...' without spaces, that opens after a space, `=`, `:` or `(` and closes
+        # before one. A quoted phrase or command (`process "/bin/sh -c pip install ..."`) says which error it is.
+        (r"""(?<![\w"'])"[^"\s]{1,200}"(?![\w"])""", '"<STR>"'),
+        (r"""(?<=[\s=:(\[])'[^'\s]{1,200}'(?![\w'])|^'[^'\s]{1,200}'(?![\w'])""", "'<STR>'"),
     )
 )
 
