@@ -95,8 +95,11 @@ def _event_query(pipe: Pipeline, body: dict[str, Any]) -> str:
     )
 
 
-def _pattern_ranking(pipe: Pipeline, text: str) -> list[str]:
-    return [s.id for s in pipe.retrieval().search(text, k=TOP_K, knowledge_k=0) if s.kind == "pattern"]
+def _pattern_ranking(pipe: Pipeline, text: str, body: dict[str, Any]) -> list[str]:
+    stack = body.get("stack_trace")
+    stack = pipe.services.core.scrubber.text(stack) if stack else None
+    hits = pipe.retrieval().search(text, k=TOP_K, knowledge_k=0, stack_trace=stack)
+    return [s.id for s in hits if s.kind == "pattern"]
 
 
 def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
@@ -136,7 +139,7 @@ def _own(data: EvalData, ctx: SuiteContext, result: SuiteResult) -> None:
                 skipped += 1  # its earlier twin is outside --data/--limit (or was rejected at ingest)
             elif target is not None:
                 relevant = {pattern_of[target]} | patterns_of_group.get(loaded[target].labels.group, set())
-                hits = _pattern_ranking(pipe, _event_query(pipe, body))
+                hits = _pattern_ranking(pipe, _event_query(pipe, body), body)
                 ranked.append(hits)
                 expected.append(relevant)
                 services.append(case.event.service)
@@ -177,7 +180,7 @@ def _defects4j(
         ctx.progress.advance(len(first))
         for trace in queries:
             relevant = {pattern_of_bug[trace.bug]} if trace.bug in pattern_of_bug else set()
-            hits = _pattern_ranking(pipe, _event_query(pipe, trace_body(trace)))
+            hits = _pattern_ranking(pipe, _event_query(pipe, trace_body(trace)), trace_body(trace))
             ranked.append(hits)
             expected.append(relevant)
             result.cases.append(_row(f"defects4j/{project}", f"{trace.cluster}:{trace.test_name}", hits, relevant))

@@ -1,0 +1,176 @@
+"""An in-memory lexical index of patterns: BM25 over their terms and a frame-weighted trace similarity.
+
+It is a cache, never the truth: `agent/retrieval/lexical_sync.py` fills it from the `lexical_docs`
+table, so every process on one database ranks alike. Postings are kept per term as Python dicts
+(cheap to update one document) and turned into numpy arrays on first use after a change (cheap to
+score 100k documents).
+
+BM25 is Okapi BM25 (k1 = 1.2, b = 0.75, idf = ln(1 + (N - df + 0.5) / (df + 0.5))), the textbook
+parameters. The trace similarity is a cosine of frame vectors whose weights are the frame's base
+weight (position and kind, `agent/retrieval/terms.py`) times its idf: a frame every trace shares
+(a JUnit runner) adds almost nothing, a rare frame of the project near the top adds most.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.retrieval.terms import FRAME_PREFIX, LexicalDoc
+
+K1: Final = 1.2
+B: Final = 0.75
+
+
+@dataclass(frozen=True)
+class FrameMatch:
+    similarity: float
+    """Cosine of the idf-weighted frame vectors, in [0, 1]."""
+    shared: tuple[str, ...]
+    """Shared frames, the ones that add most first."""
+
+
+class LexicalIndex:
+    """Documents by id; `bm25` ranks them for a query's terms, `frame_match` compares two traces."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._slot: dict[str, int] = {}
+        self._lengths: list[float] = []
+        self._terms: list[Counter[str]] = []
+        self._frames: list[Mapping[str, float]] = []
+        self._postings: dict[str, dict[int, int]] = {}
+        self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self._length_array: npt.NDArray[np.float64] | None = None
+        self._total_length = 0.0
+        self._alive = 0
+        self._lock = threading.RLock()
+
+    def __len__(self) -> int:
+        return self._alive
+
+    def __contains__(self, doc_id: object) -> bool:
+        return doc_id in self._slot
+
+    def ids(self) -> set[str]:
+        return set(self._slot)
+
+    # -- writing ---------------------------------------------------------------------------------
+    def put(self, doc_id: str, doc: LexicalDoc) -> None:
+        """Add a document, or replace the one with this id."""
+        with self._lock:
+            self.remove(doc_id)
+            counts = Counter(doc.terms)
+            slot = len(self._ids)
+            self._ids.append(doc_id)
+            self._slot[doc_id] = slot
+            self._lengths.append(float(sum(counts.values())))
+            self._terms.append(counts)
+            self._frames.append(dict(doc.frames))
+            for term, tf in counts.items():
+                self._postings.setdefault(term, {})[slot] = tf
+                self._arrays.pop(term, None)
+            self._total_length += self._lengths[slot]
+            self._alive += 1
+            self._length_array = None
+
+    def remove(self, doc_id: str) -> None:
+        with self._lock:
+            slot = self._slot.pop(doc_id, None)
+            if slot is None:
+                return
+            for term in self._terms[slot]:
+                posting = self._postings.get(term)
+                if posting is not None:
+                    posting.pop(slot, None)
+                    if not posting:
+                        del self._postings[term]
+                self._arrays.pop(term, None)
+            self._total_length -= self._lengths[slot]
+            self._lengths[slot] = 0.0
+            self._terms[slot] = Counter()
+            self._frames[slot] = {}
+            self._alive -= 1
+            self._length_array = None
+
+    # -- reading ---------------------------------------------------------------------------------
+    def idf(self, term: str) -> float:
+        df = len(self._postings.get(term, ()))
+        n = max(self._alive, 1)
+        return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
+
+    def _posting_arrays(self, term: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+        cached = self._arrays.get(term)
+        if cached is None:
+            posting = self._postings.get(term)
+            if not posting:
+                return None
+            cached = (
+                np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
+                np.fromiter(posting.values(), dtype=np.float64, count=len(posting)),
+            )
+            self._arrays[term] = cached
+        return cached
+
+    def bm25(self, terms: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """The `k` best documents for the query terms (each distinct term once), best first; score > 0 only."""
+        with self._lock:
+            if not self._alive or k <= 0:
+                return []
+            if self._length_array is None:
+                self._length_array = np.asarray(self._lengths, dtype=np.float64)
+            lengths = self._length_array
+            average = self._total_length / self._alive
+            scores = np.zeros(len(self._ids), dtype=np.float64)
+            for term in dict.fromkeys(terms):
+                arrays = self._posting_arrays(term)
+                if arrays is None:
+                    continue
+                slots, tf = arrays
+                norm = K1 * (1.0 - B + B * lengths[slots] / average)
+                scores[slots] += self.idf(term) * tf * (K1 + 1.0) / (tf + norm)
+            for doc_id in exclude:
+                if (slot := self._slot.get(doc_id)) is not None:
+                    scores[slot] = 0.0
+            want = min(k, int(np.count_nonzero(scores)))
+            if want == 0:
+                return []
+            top = np.argpartition(-scores, want - 1)[:want]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            return [(self._ids[int(i)], float(scores[int(i)])) for i in top]
+
+    def frame_match(self, query: Mapping[str, float], doc_id: str) -> FrameMatch:
+        """How alike the query's frames and the document's are (0 when either has none)."""
+        with self._lock:
+            slot = self._slot.get(doc_id)
+            if slot is None or not query:
+                return FrameMatch(0.0, ())
+            frames = self._frames[slot]
+            if not frames:
+                return FrameMatch(0.0, ())
+            idf = {name: self.idf(FRAME_PREFIX + name) for name in {*query, *frames}}
+            q = {name: w * idf[name] for name, w in query.items()}
+            d = {name: w * idf[name] for name, w in frames.items()}
+            norm = math.sqrt(sum(v * v for v in q.values())) * math.sqrt(sum(v * v for v in d.values()))
+            if norm == 0.0:
+                return FrameMatch(0.0, ())
+            shared = {name: q[name] * d[name] for name in q.keys() & d.keys()}
+            order = tuple(sorted(shared, key=lambda name: -shared[name]))
+            return FrameMatch(min(1.0, sum(shared.values()) / norm), order)
+
+    def shared_terms(self, terms: Sequence[str], doc_id: str, limit: int = 5) -> tuple[str, ...]:
+        """The rarest query terms (words and error type, not frames) that the document has too."""
+        with self._lock:
+            slot = self._slot.get(doc_id)
+            if slot is None:
+                return ()
+            have = self._terms[slot]
+            common = {t for t in terms if t in have and not t.startswith(FRAME_PREFIX)}
+            return tuple(sorted(common, key=lambda t: (-self.idf(t), t))[:limit])
