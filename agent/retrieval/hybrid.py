@@ -67,7 +67,13 @@ class Lists:
 
 
 def fuse(
-    lists: Lists, index: LexicalIndex, *, terms: Sequence[str], frames: Mapping[str, float], k: int
+    lists: Lists,
+    index: LexicalIndex,
+    *,
+    terms: Sequence[str],
+    frames: Mapping[str, float],
+    own: frozenset[str] = frozenset(),
+    k: int,
 ) -> list[Ranked]:
     """The `k` best candidates by reciprocal-rank fusion, with their explanations."""
     vector_rank = {doc_id: r for r, (doc_id, _) in enumerate(lists.vector, start=1)}
@@ -75,7 +81,7 @@ def fuse(
     bm25_rank = {doc_id: r for r, (doc_id, _) in enumerate(lists.bm25, start=1)}
     bm25_score = dict(lists.bm25)
     candidates = list(dict.fromkeys([*vector_rank, *bm25_rank]))
-    matches = {doc_id: index.frame_match(frames, doc_id) for doc_id in candidates}
+    matches = {doc_id: index.frame_match(frames, doc_id, own) for doc_id in candidates}
     by_frames = sorted((d for d in candidates if matches[d].similarity > 0), key=lambda d: -matches[d].similarity)
     frame_rank = {doc_id: r for r, doc_id in enumerate(by_frames, start=1)}
 

@@ -46,6 +46,7 @@ class LexicalIndex:
         self._lengths: list[float] = []
         self._terms: list[Counter[str]] = []
         self._frames: list[Mapping[str, float]] = []
+        self._own: list[frozenset[str]] = []
         self._postings: dict[str, dict[int, int]] = {}
         self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
         self._length_array: npt.NDArray[np.float64] | None = None
@@ -74,6 +75,7 @@ class LexicalIndex:
             self._lengths.append(float(sum(counts.values())))
             self._terms.append(counts)
             self._frames.append(dict(doc.frames))
+            self._own.append(doc.own)
             for term, tf in counts.items():
                 self._postings.setdefault(term, {})[slot] = tf
                 self._arrays.pop(term, None)
@@ -97,6 +99,7 @@ class LexicalIndex:
             self._lengths[slot] = 0.0
             self._terms[slot] = Counter()
             self._frames[slot] = {}
+            self._own[slot] = frozenset()
             self._alive -= 1
             self._length_array = None
 
@@ -146,14 +149,18 @@ class LexicalIndex:
             top = top[np.argsort(-scores[top], kind="stable")]
             return [(self._ids[int(i)], float(scores[int(i)])) for i in top]
 
-    def frame_match(self, query: Mapping[str, float], doc_id: str) -> FrameMatch:
-        """How alike the query's frames and the document's are (0 when either has none)."""
+    def frame_match(self, query: Mapping[str, float], doc_id: str, own: frozenset[str]) -> FrameMatch:
+        """How alike the query's frames and the document's are.
+
+        0 unless the two share a frame of the project's own code or tests (`own`: the query's): sharing
+        only JDK and test-runner frames says nothing about the bug, however many there are.
+        """
         with self._lock:
             slot = self._slot.get(doc_id)
             if slot is None or not query:
                 return FrameMatch(0.0, ())
             frames = self._frames[slot]
-            if not frames:
+            if not frames or not (own & self._own[slot]):
                 return FrameMatch(0.0, ())
             idf = {name: self.idf(FRAME_PREFIX + name) for name in {*query, *frames}}
             q = {name: w * idf[name] for name, w in query.items()}

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, delete, func, select
 
@@ -99,7 +99,9 @@ class SyncedIndex:
                 self._state = current
             return self.index
 
-    def _load(self, rows: Sequence[tuple[int, str, str, dict[str, float]]]) -> None:
+    def _load(self, rows: Sequence[tuple[int, str, str, dict[str, Any]]]) -> None:
         for seq, doc_id, terms, frames in rows:
-            self.index.put(doc_id, LexicalDoc(tuple(terms.split()), {str(k): float(v) for k, v in frames.items()}))
+            weights = {str(k): float(v) for k, v in dict(frames.get("weights") or {}).items()}
+            own = frozenset(str(name) for name in frames.get("own") or ())
+            self.index.put(doc_id, LexicalDoc(tuple(terms.split()), weights, own))
             self._last_seq = max(self._last_seq, int(seq))

@@ -283,7 +283,7 @@ class Retrieval:
             extra_vector_scores={d: by_id[d].score for d in missing if d in by_id},
         )
         out: list[Similar] = []
-        for ranked in fuse(lists, index, terms=doc.terms, frames=doc.frames, k=k):
+        for ranked in fuse(lists, index, terms=doc.terms, frames=doc.frames, own=doc.own, k=k):
             h = by_id[ranked.id]
             out.append(
                 Similar("pattern", h.id, h.score, h.document.split("\n", 1)[0], h.document, h.metadata, ranked.why)

@@ -5,7 +5,8 @@ Pure functions, no I/O. One document per pattern (and one per query) is made of
 - **terms** for BM25: words of the error type, of the message template and of the in-app frames
   (identifiers split at dots and camel humps, lower-cased), plus each frame and the error type as
   one whole token (`f:org.x.NumberUtils.createInteger`, `t:java.lang.NumberFormatException`), so
-  an exact shared frame or type counts as a rare token of its own;
+  an exact shared frame or type counts as a rare token of its own, and each method of the project
+  as one token too (`m:testDrawWithNullInfo`: one test method inherited by many test classes);
 - **frames** for the trace similarity (the TraceSim / Lerch family): each frame of the stack with a
   base weight from its position (1 / (1 + distance from the top)) and its kind: code of the project
   1, its tests 0.3, libraries and test harness (JDK, JUnit, reflection) 0.1. The rarity of a frame
@@ -31,6 +32,7 @@ TEST_WEIGHT: Final = 0.3
 LIBRARY_WEIGHT: Final = 0.1
 FRAME_PREFIX: Final = "f:"
 TYPE_PREFIX: Final = "t:"
+METHOD_PREFIX: Final = "m:"
 
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$]*")
@@ -44,7 +46,9 @@ class LexicalDoc:
 
     terms: tuple[str, ...]
     frames: Mapping[str, float] = field(default_factory=dict)
-    """Frame (`module.function`) -> base weight (position x kind); the first occurrence wins."""
+    """Frame (short `module.function`) -> base weight (position x kind); the first occurrence wins."""
+    own: frozenset[str] = frozenset()
+    """Those of `frames` that are the project's code or tests (not libraries or the test harness)."""
 
 
 def words(text: str) -> list[str]:
@@ -61,7 +65,10 @@ def frame_name(frame: Frame) -> str:
 
 
 def weighted_frames(stack_trace: str | None) -> tuple[dict[str, float], list[str]]:
-    """Each distinct frame of the top `MAX_FRAMES` with its base weight, and the project's own frames among them."""
+    """Each distinct frame of the top `MAX_FRAMES` with its base weight, and the project's own frames among them.
+
+    The frames are short names (`frame_name`); the project's own ones are returned as full names.
+    """
     if not stack_trace:
         return {}, []
     parsed = parse_stack(stack_trace)
@@ -75,7 +82,7 @@ def weighted_frames(stack_trace: str | None) -> tuple[dict[str, float], list[str
             kind = LIBRARY_WEIGHT
         else:
             kind = TEST_WEIGHT if is_test_frame(frame, parsed.language) else APP_WEIGHT
-            own.append(name)
+            own.append(f"{frame.module}.{frame.function}" if frame.module else frame.function)
         out[name] = kind / (1.0 + position)
     return out, own
 
@@ -95,10 +102,11 @@ def lexical_doc(
         terms.append(TYPE_PREFIX + error_type.strip().lower())
     terms += [FRAME_PREFIX + name for name in frames]
     for name in own_frames:
-        parts = name.rsplit(".", 2)
-        terms += words(".".join(parts[-2:]))
+        terms += words(name)
+        terms.append(METHOD_PREFIX + name.rsplit(".", 1)[-1])
     terms += words(extra)
-    return LexicalDoc(tuple(terms), dict(frames))
+    own = frozenset(short_frame(name) for name in own_frames) & frames.keys()
+    return LexicalDoc(tuple(terms), dict(frames), own)
 
 
 def frames_in_text(text: str) -> dict[str, float]:
