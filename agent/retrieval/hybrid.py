@@ -10,13 +10,13 @@ frames and the rare shared words.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from agent.retrieval.lexical import LexicalIndex
 
 RRF_K: Final = 60
-CANDIDATES: Final = 50
+CANDIDATES: Final = 30
 """Candidates taken from each of the vector and BM25 lists."""
 
 
@@ -62,8 +62,6 @@ class Lists:
     vector: Sequence[tuple[str, float]]
     """(id, cosine) best first."""
     bm25: Sequence[tuple[str, float]]
-    extra_vector_scores: Mapping[str, float] = field(default_factory=dict)
-    """Cosine of BM25-only candidates (they were not in the vector list)."""
 
 
 def fuse(
@@ -77,7 +75,7 @@ def fuse(
 ) -> list[Ranked]:
     """The `k` best candidates by reciprocal-rank fusion, with their explanations."""
     vector_rank = {doc_id: r for r, (doc_id, _) in enumerate(lists.vector, start=1)}
-    vector_score = {doc_id: s for doc_id, s in lists.vector} | dict(lists.extra_vector_scores)
+    vector_score = dict(lists.vector)
     bm25_rank = {doc_id: r for r, (doc_id, _) in enumerate(lists.bm25, start=1)}
     bm25_score = dict(lists.bm25)
     candidates = list(dict.fromkeys([*vector_rank, *bm25_rank]))

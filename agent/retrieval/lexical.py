@@ -27,6 +27,8 @@ from agent.retrieval.terms import FRAME_PREFIX, LexicalDoc
 
 K1: Final = 1.2
 B: Final = 0.75
+DRIFT: Final = 0.01
+"""Cached per-term scores are recomputed once the collection has grown or shrunk by 1 % since."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +50,13 @@ class LexicalIndex:
         self._frames: list[Mapping[str, float]] = []
         self._own: list[frozenset[str]] = []
         self._postings: dict[str, dict[int, int]] = {}
-        self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]] = {}
+        self._arrays: dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]] = {}
         self._length_array: npt.NDArray[np.float64] | None = None
         self._total_length = 0.0
         self._alive = 0
         self._lock = threading.RLock()
+        self._idf_cache: dict[str, float] = {}
+        """Frame idf, cleared on every change (a query compares its frames with up to 60 candidates)."""
 
     def __len__(self) -> int:
         return self._alive
@@ -82,6 +86,7 @@ class LexicalIndex:
             self._total_length += self._lengths[slot]
             self._alive += 1
             self._length_array = None
+            self._idf_cache.clear()
 
     def remove(self, doc_id: str) -> None:
         with self._lock:
@@ -102,6 +107,7 @@ class LexicalIndex:
             self._own[slot] = frozenset()
             self._alive -= 1
             self._length_array = None
+            self._idf_cache.clear()
 
     # -- reading ---------------------------------------------------------------------------------
     def idf(self, term: str) -> float:
@@ -109,36 +115,42 @@ class LexicalIndex:
         n = max(self._alive, 1)
         return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
-    def _posting_arrays(self, term: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
-        cached = self._arrays.get(term)
+    def _frame_idf(self, name: str) -> float:
+        cached = self._idf_cache.get(name)
         if cached is None:
-            posting = self._postings.get(term)
-            if not posting:
-                return None
-            cached = (
-                np.fromiter(posting.keys(), dtype=np.int64, count=len(posting)),
-                np.fromiter(posting.values(), dtype=np.float64, count=len(posting)),
-            )
-            self._arrays[term] = cached
+            cached = self._idf_cache[name] = self.idf(FRAME_PREFIX + name)
         return cached
+
+    def _contributions(self, term: str) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]] | None:
+        """(slots, BM25 contribution of the term to each), cached until the term's postings change or the
+        collection's size drifts by more than `DRIFT` from when they were computed (idf and the average
+        length move that little then)."""
+        cached = self._arrays.get(term)
+        if cached is not None and abs(cached[2] - self._alive) <= DRIFT * cached[2]:
+            return cached[0], cached[1]
+        posting = self._postings.get(term)
+        if not posting:
+            return None
+        if self._length_array is None:
+            self._length_array = np.asarray(self._lengths, dtype=np.float64)
+        slots = np.fromiter(posting.keys(), dtype=np.int64, count=len(posting))
+        tf = np.fromiter(posting.values(), dtype=np.float64, count=len(posting))
+        average = self._total_length / max(self._alive, 1)
+        norm = K1 * (1.0 - B + B * self._length_array[slots] / average)
+        contribution = self.idf(term) * tf * (K1 + 1.0) / (tf + norm)
+        self._arrays[term] = (slots, contribution, self._alive)
+        return slots, contribution
 
     def bm25(self, terms: Sequence[str], k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
         """The `k` best documents for the query terms (each distinct term once), best first; score > 0 only."""
         with self._lock:
             if not self._alive or k <= 0:
                 return []
-            if self._length_array is None:
-                self._length_array = np.asarray(self._lengths, dtype=np.float64)
-            lengths = self._length_array
-            average = self._total_length / self._alive
             scores = np.zeros(len(self._ids), dtype=np.float64)
             for term in dict.fromkeys(terms):
-                arrays = self._posting_arrays(term)
-                if arrays is None:
-                    continue
-                slots, tf = arrays
-                norm = K1 * (1.0 - B + B * lengths[slots] / average)
-                scores[slots] += self.idf(term) * tf * (K1 + 1.0) / (tf + norm)
+                found = self._contributions(term)
+                if found is not None:
+                    scores[found[0]] += found[1]
             for doc_id in exclude:
                 if (slot := self._slot.get(doc_id)) is not None:
                     scores[slot] = 0.0
@@ -162,7 +174,7 @@ class LexicalIndex:
             frames = self._frames[slot]
             if not frames or not (own & self._own[slot]):
                 return FrameMatch(0.0, ())
-            idf = {name: self.idf(FRAME_PREFIX + name) for name in {*query, *frames}}
+            idf = {name: self._frame_idf(name) for name in {*query, *frames}}
             q = {name: w * idf[name] for name, w in query.items()}
             d = {name: w * idf[name] for name, w in frames.items()}
             norm = math.sqrt(sum(v * v for v in q.values())) * math.sqrt(sum(v * v for v in d.values()))

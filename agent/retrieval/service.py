@@ -6,6 +6,7 @@ rebuilt (`errlearn reindex`). Indexing runs in the worker, never on the ingest p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -269,26 +270,22 @@ class Retrieval:
         doc = query_doc(text, stack_trace)
         lexical = index.bm25(doc.terms, wanted, exclude=exclude)
         by_id = {h.id: h for h in hits}
-        missing = [doc_id for doc_id, _ in lexical if doc_id not in by_id]
-        if missing and where is not None:
-            allowed = self._matching(missing, filters)
+        if where is not None and any(d not in by_id for d, _ in lexical):
+            allowed = self._matching([d for d, _ in lexical if d not in by_id], filters)
             lexical = [(d, s) for d, s in lexical if d in by_id or d in allowed]
-            missing = [d for d in missing if d in allowed]
-        for h in self.store.score_ids("patterns", text, missing):
-            by_id[h.id] = h
-        lexical = [(d, s) for d, s in lexical if d in by_id]  # not (yet) in the vector store: skip
-        lists = Lists(
-            vector=[(h.id, h.score) for h in hits],
-            bm25=lexical,
-            extra_vector_scores={d: by_id[d].score for d in missing if d in by_id},
-        )
+        lists = Lists(vector=[(h.id, h.score) for h in hits], bm25=lexical)
+        # Fused on ranks alone; only the winners that the vector list missed need their vector score.
+        ranked = fuse(lists, index, terms=doc.terms, frames=doc.frames, own=doc.own, k=k + 5)
+        missing = [r.id for r in ranked if r.id not in by_id]
+        by_id |= {h.id: h for h in self.store.score_ids("patterns", text, missing)}
         out: list[Similar] = []
-        for ranked in fuse(lists, index, terms=doc.terms, frames=doc.frames, own=doc.own, k=k):
-            h = by_id[ranked.id]
-            out.append(
-                Similar("pattern", h.id, h.score, h.document.split("\n", 1)[0], h.document, h.metadata, ranked.why)
-            )
-        return out
+        for r in ranked:
+            if (found := by_id.get(r.id)) is None:
+                continue  # in the lexical table but not (yet, or no longer) in the vector store
+            why = r.why if r.why.vector_score is not None else dataclasses.replace(r.why, vector_score=found.score)
+            title = found.document.split("\n", 1)[0]
+            out.append(Similar("pattern", found.id, found.score, title, found.document, found.metadata, why))
+        return out[:k]
 
     def _matching(self, ids: Sequence[str], filters: SearchFilters) -> set[str]:
         """Those of `ids` whose pattern passes the filters (the vector store filters its own hits itself)."""
