@@ -44,7 +44,7 @@ def write_docs(conn: Connection, collection: str, docs: Mapping[str, LexicalDoc]
                     "collection": collection,
                     "doc_id": i,
                     "terms": " ".join(docs[i].terms),
-                    "frames": dict(docs[i].frames),
+                    "frames": {"weights": dict(docs[i].frames), "own": sorted(docs[i].own)},
                 }
                 for i in chunk
             ],
