@@ -8,7 +8,8 @@ alone ranks below 5 and the hybrid search finds, and two processes on one databa
 from __future__ import annotations
 
 import json
-import subprocess
+import os
+import subprocess  # noqa: TID251 - a second real process reads the same database
 import sys
 import textwrap
 from pathlib import Path
@@ -178,21 +179,31 @@ def test_top_hit_is_explained_by_shared_frames(app) -> None:  # type: ignore[no-
     assert body[0]["id"] == ids[0] and "billing.Invoice.total" in body[0]["why"]["shared_frames"]
 
 
+CONFIG = "invalid configuration value for option {}: expected a positive integer within the configured range limits"
+
+
+def _config_error(option: str, frames: list[str], test: str) -> dict[str, str]:
+    return _error("ValueError", CONFIG.format(option), java_trace("ValueError: bad value", frames, test))
+
+
 def test_lexical_finds_what_the_vector_search_ranks_below_5(app) -> None:  # type: ignore[no-untyped-def]
     c, application = app
+    names = ["timeout", "retries", "region", "bucket", "endpoint", "charset", "locale", "proxy", "cache", "quota"]
     distractors = [
-        _error("ValueError", f"invalid configuration value for option {name}",
-               java_trace("ValueError: invalid configuration value", [f"org.acme.config.{name.title()}Loader.load"],
-                          f"org.acme.config.{name.title()}LoaderTest.testLoad"))
-        for name in ["timeout", "retries", "region", "bucket", "endpoint", "charset", "locale", "proxy", "cache", "quota"]
-    ]  # fmt: skip
-    target = _error("java.lang.IllegalStateException", "flux capacitor overflow in quantum stage",
-                    java_trace("java.lang.IllegalStateException: flux capacitor overflow",
-                               ["org.acme.flux.CapacitorBank.discharge"], "org.acme.flux.CapacitorBankTest.testDischarge"))  # fmt: skip
-    ids = _seed(c, application, [*distractors, target])
-    query = _error("ValueError", "invalid configuration value for capacitor",
-                   java_trace("ValueError: invalid configuration value", ["org.acme.flux.CapacitorBank.discharge"],
-                              "org.acme.flux.StageTest.testStage"))  # fmt: skip
+        _config_error(n, [f"org.acme.config.{n.title()}Loader.load"], f"org.acme.config.{n.title()}LoaderTest.testLoad")
+        for n in names
+    ]
+    trace = java_trace(
+        "java.lang.IllegalStateException: flux capacitor overflow",
+        ["org.acme.flux.CapacitorBank.discharge"],
+        "org.acme.flux.CapacitorBankTest.testDischarge",
+    )
+    ids = _seed(
+        c, application, [*distractors, _error("java.lang.IllegalStateException", "flux capacitor overflow", trace)]
+    )
+    # a config error raised inside the capacitor code: the message reads like the config errors
+    query = _config_error("capacitor", ["org.acme.flux.CapacitorBank.discharge", "org.acme.config.Loader.load"],
+                          "org.acme.config.StageTest.testStage")  # fmt: skip
     text = query_text(
         service="billing",
         error_type=query["error_type"],
@@ -205,8 +216,10 @@ def test_lexical_finds_what_the_vector_search_ranks_below_5(app) -> None:  # typ
     hybrid = retrieval.search(text, k=5, knowledge_k=0, stack_trace=query["stack_trace"])
     assert hybrid[0].id == ids[-1]
     why = hybrid[0].why
-    assert why is not None and why.bm25_rank == 1
-    assert "capacitor" in why.shared_terms and "flux.CapacitorBank.discharge" in why.shared_frames
+    assert why is not None and why.bm25_rank == 1 and why.frame_rank == 1
+    assert why.vector_rank is None or why.vector_rank > 5
+    assert why.vector_score is not None and why.vector_score < hybrid[1].score
+    assert "capacitor" in why.shared_terms and why.shared_frames == ("flux.CapacitorBank.discharge",)
 
 
 def test_two_processes_on_one_database_rank_alike(app, settings) -> None:  # type: ignore[no-untyped-def]
@@ -232,16 +245,18 @@ def test_two_processes_on_one_database_rank_alike(app, settings) -> None:  # typ
         from agent.settings import Settings
         from agent.service import Core
         from agent.runtime import open_retrieval
-        settings = Settings.model_validate_json(sys.argv[1])
+        settings = Settings()
         retrieval = open_retrieval(settings, Core(settings))
-        hits = retrieval.search(sys.argv[2], k=5, knowledge_k=0, stack_trace=sys.argv[3])
+        hits = retrieval.search(sys.argv[1], k=5, knowledge_k=0, stack_trace=sys.argv[2])
         print(json.dumps([[h.id, h.why.fused if h.why else None] for h in hits]))
         """
     )
     out = subprocess.run(
-        [sys.executable, "-c", script, settings.model_dump_json(), text, query["stack_trace"]],
-        capture_output=True, text=True, check=True, cwd=REPO, timeout=120,
+        [sys.executable, "-c", script, text, query["stack_trace"]],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+        env=os.environ | {"ERRLEARN_DATA_DIR": str(settings.data_dir), "ERRLEARN_DATABASE_URL": str(settings.database_url)},
     )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
     there = json.loads(out.stdout.strip().splitlines()[-1])
     assert there == [[h.id, h.why.fused if h.why else None] for h in here]
     assert here[0].why is not None and here[0].why.shared_frames[0] == "app.Module3.run"

@@ -36,7 +36,7 @@ class FrameMatch:
     similarity: float
     """Cosine of the idf-weighted frame vectors, in [0, 1]."""
     shared: tuple[str, ...]
-    """Shared frames, the ones that add most first."""
+    """Shared frames of the project (not libraries or the harness), the ones that add most first."""
 
 
 class LexicalIndex:
@@ -181,7 +181,8 @@ class LexicalIndex:
             if norm == 0.0:
                 return FrameMatch(0.0, ())
             shared = {name: q[name] * d[name] for name in q.keys() & d.keys()}
-            order = tuple(sorted(shared, key=lambda name: -shared[name]))
+            telling = [name for name in shared if name in own and name in self._own[slot]]
+            order = tuple(sorted(telling, key=lambda name: -shared[name]))
             return FrameMatch(min(1.0, sum(shared.values()) / norm), order)
 
     def shared_terms(self, terms: Sequence[str], doc_id: str, limit: int = 5) -> tuple[str, ...]:
