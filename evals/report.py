@@ -40,7 +40,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "pairwise_recall",
         "pairwise_f1",
     ),
-    "retrieval": ("cases", "recall_at_1", "recall_at_5", "mrr"),
+    "retrieval": ("cases", "recall_at_1", "recall_at_5", "mrr", "macro_recall_at_1", "macro_recall_at_5", "macro_mrr"),
     "diagnosis": (
         "cases",
         "schema_valid_rate",
@@ -70,7 +70,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 HEADERS = {
     "grouping_accuracy": "GA", "published_drain_ga": "Drain GA (pub.)", "grouping_f1": "FGA",
     "pairwise_precision": "pair P", "pairwise_recall": "pair R", "pairwise_f1": "pair F1", "true_groups": "groups",
-    "recall_at_1": "R@1", "recall_at_5": "R@5", "mrr": "MRR", "schema_valid_rate": "schema ok",
+    "recall_at_1": "R@1", "recall_at_5": "R@5", "mrr": "MRR",
+    "macro_recall_at_1": "macro R@1", "macro_recall_at_5": "macro R@5", "macro_mrr": "macro MRR", "schema_valid_rate": "schema ok",
     "citation_valid_rate": "citations ok", "removed_citations": "removed cit.",
     "no_issue_inconclusive_rate": "no-issue → inconcl.", "issue_inconclusive_rate": "issue → inconcl.",
     "bullet_recall": "bullets", "judge_bullet_recall": "bullets (judge)", "latency_ms_mean": "ms",
