@@ -21,6 +21,7 @@ from agent.store.jobs import Job
 from agent.store.tables import EventRow, PatternRow, table_of
 
 if TYPE_CHECKING:  # the model stack (pydantic-ai, openai, tiktoken) loads on first diagnosis
+    from agent.diagnosis.candidates import Candidate
     from agent.llm.agents import ActionInfo, AgentDeps, AskResult
     from agent.llm.context import EvidenceContext, Retrieved
     from agent.llm.prompts import PromptLibrary
@@ -147,23 +148,40 @@ class Diagnoser:
         )
         return pattern, ctx
 
+    def candidates(self, pattern_id: str) -> list[Candidate]:
+        """Known causes nearest the pattern's evidence (knowledge and approved guide entries), best first."""
+        from agent.diagnosis.candidates import find_candidates
+
+        engine = self.runtime.core.engine
+        with engine.connect() as conn:
+            pattern = repo.get_pattern(conn, pattern_id)
+            if pattern is None:
+                raise PatternNotFound(pattern_id)
+            events = repo.recent_events(conn, pattern_id, 30)
+        return find_candidates(self.runtime.retrieval(), pattern, events)
+
     # -- diagnosis --------------------------------------------------------------------------------
     def current(self, pattern_id: str) -> Diagnosis | None:
         with self.runtime.core.engine.connect() as conn:
             return diagnoses.current(conn, pattern_id)
 
     def diagnose(self, pattern_id: str, *, force: bool = False) -> DiagnoseOutcome:
-        """Diagnose a pattern unless its current diagnosis was made from the same evidence."""
-        from agent.llm.agents import draft_diagnosis
+        """Diagnose a pattern unless its current diagnosis was made from the same evidence.
+
+        Known causes first (no model), then the model's pick or its own writing: `agent.diagnosis.paths`.
+        """
+        from agent.diagnosis.paths import decide
         from agent.llm.context import evidence_hash
 
         pattern, ctx = self.gather(pattern_id)
         existing = self.current(pattern_id)
         if existing is not None and not force and existing.evidence_hash == evidence_hash(pattern, ctx):
             return DiagnoseOutcome(existing, cached=True)
-        self.calls += 1
-        result = draft_diagnosis(pattern, ctx, self.deps())
-        metrics.record_llm_call("diagnosis", result)  # metrics
+        decision = decide(pattern, ctx, self.candidates(pattern_id), self.settings, self.deps)
+        result = decision.diagnosis
+        if decision.model_called:
+            self.calls += 1
+            metrics.record_llm_call("diagnosis", result)  # metrics
         engine = self.runtime.core.engine
         now = self.runtime.clock()
         with engine.begin() as conn:
