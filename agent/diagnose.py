@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -148,9 +149,11 @@ class Diagnoser:
         )
         return pattern, ctx
 
-    def candidates(self, pattern_id: str) -> list[Candidate]:
-        """Known causes nearest the pattern's evidence (knowledge and approved guide entries), best first."""
+    def candidates(self, pattern_id: str) -> tuple[list[Candidate], bool]:
+        """Known causes nearest the pattern's evidence (knowledge and approved guide entries), best first,
+        and whether its events show a failure at all."""
         from agent.diagnosis.candidates import find_candidates
+        from agent.diagnosis.paths import events_show_failure
 
         engine = self.runtime.core.engine
         with engine.connect() as conn:
@@ -158,7 +161,7 @@ class Diagnoser:
             if pattern is None:
                 raise PatternNotFound(pattern_id)
             events = repo.recent_events(conn, pattern_id, 30)
-        return find_candidates(self.runtime.retrieval(), pattern, events)
+        return find_candidates(self.runtime.retrieval(), pattern, events), events_show_failure(events)
 
     # -- diagnosis --------------------------------------------------------------------------------
     def current(self, pattern_id: str) -> Diagnosis | None:
@@ -177,8 +180,12 @@ class Diagnoser:
         existing = self.current(pattern_id)
         if existing is not None and not force and existing.evidence_hash == evidence_hash(pattern, ctx):
             return DiagnoseOutcome(existing, cached=True)
-        decision = decide(pattern, ctx, self.candidates(pattern_id), self.settings, self.deps)
+        started = time.perf_counter()
+        candidates, failure = self.candidates(pattern_id)
+        decision = decide(pattern, ctx, candidates, self.settings, self.deps, failure=failure)
         result = decision.diagnosis
+        if not decision.model_called:  # the known-cause path's time is retrieval and writing
+            result.latency_ms = int((time.perf_counter() - started) * 1000)
         if decision.model_called:
             self.calls += 1
             metrics.record_llm_call("diagnosis", result)  # metrics

@@ -43,7 +43,9 @@ _ERRORISH = re.compile(
     r"\b(?:error|err!|fatal|panic(?:ked)?|exception|traceback|fail(?:ed|ure|ing)?|killed|oomkilled|crash\w*|"
     r"back-?off|refused|denied|forbidden|unauthori[sz]ed|timed? ?out|deadlock|expired|invalid|missing|"
     r"not found|no such|cannot|can't|unable|unavailable|insufficient|exceeded|evicted|unhealthy|"
-    r"mismatch|partition(?:ed)?|conflict|violat\w+|rejected|aborted|segfault|oom|out of memory)\b",
+    r"mismatch|partition(?:ed)?|conflict|violat\w+|rejected|aborted|segfault|oom|out of memory|does not exist|"
+    r"unused|is closed|undefined|didn't match|unbound|not ready|pending)\b|[a-z](?:Error|Exception|Killed|BackOff)\b|"
+    r"\bFailed[A-Z]\w*",
     re.IGNORECASE,
 )
 _WARNISH = re.compile(r"\b(?:warn(?:ing)?|deprecated|retry(?:ing)?|slow|degraded|pending)\b", re.IGNORECASE)

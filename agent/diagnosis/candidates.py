@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.capture.evidence import extract_evidence
 from agent.domain import ErrorEvent, EvidenceKind, Pattern
@@ -145,12 +145,96 @@ def evidence_query(pattern: Pattern, events: Sequence[ErrorEvent]) -> str:
     return "\n".join(parts)[:QUERY_CHARS]
 
 
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_]{3,}|\d{3,}")
+_CAMEL_PART = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+")
+_COMMON = frozenset(
+    [
+        "this",
+        "that",
+        "with",
+        "from",
+        "have",
+        "when",
+        "what",
+        "then",
+        "than",
+        "into",
+        "your",
+        "they",
+        "them",
+        "their",
+        "there",
+        "which",
+        "while",
+        "where",
+        "error",
+        "errors",
+        "failed",
+        "fails",
+        "fail",
+        "failure",
+        "line",
+        "lines",
+        "value",
+        "values",
+        "true",
+        "false",
+        "none",
+        "null",
+        "time",
+        "info",
+        "warning",
+    ]
+)
+
+
+def _tokens(text: str) -> set[str]:
+    """Lowercased words of 4+ letters and numbers of 3+ digits, CamelCase words also split into their parts."""
+    out: set[str] = set()
+    for m in _TOKEN.finditer(text):
+        word = m.group(0)
+        out.add(word.lower())
+        out.update(p.lower() for p in _CAMEL_PART.findall(word) if len(p) >= 4)
+    return out - _COMMON
+
+
+def lexical_overlap(query: str, entries: Sequence[str]) -> list[float]:
+    """Per entry, the IDF-weighted share of the query's distinctive words it contains (0 to 1).
+
+    IDF comes from the entries being compared: a word every candidate shares tells them apart no
+    more than a stopword does, a word only one of them holds (`OOMKilled`, `FailedScheduling`) does.
+    """
+    import math
+
+    q = _tokens(query)
+    docs = [_tokens(e) for e in entries]
+    n = len(docs)
+    weights = {t: math.log(1 + n / (1 + sum(t in d for d in docs))) for t in q}
+    present = {t: w for t, w in weights.items() if any(t in d for d in docs)}
+    total = sum(present.values())
+    if not total:
+        return [0.0] * n
+    return [sum(w for t, w in present.items() if t in d) / total for d in docs]
+
+
+LEXICAL_WEIGHT = 0.5
+"""Share of a candidate's score from shared words; the rest is the embedding similarity."""
+POOL = 12
+"""Entries fetched by similarity before the re-ranking by shared words."""
+
+
 def find_candidates(
     retrieval: Retrieval, pattern: Pattern, events: Sequence[ErrorEvent], *, k: int = 5
 ) -> list[Candidate]:
-    """The `k` knowledge/guide entries nearest the pattern's evidence, best first, as candidates."""
-    hits = retrieval.search(evidence_query(pattern, events), k=1, knowledge_k=k)
-    out: list[Candidate] = []
+    """The `k` knowledge/guide entries nearest the pattern's evidence, best first, as candidates.
+
+    Score: the embedding similarity blended with `lexical_overlap` (error names and codes that
+    the entry's text shares with the evidence), so that an entry naming the exact error beats one
+    that is only about the same topic.
+    """
+    query = evidence_query(pattern, events)
+    hits = retrieval.search(query, k=1, knowledge_k=max(k, POOL))
+    found: list[tuple[Candidate, str]] = []
     for hit in hits:
         if hit.kind != "knowledge":
             continue
@@ -159,5 +243,10 @@ def find_candidates(
             continue
         cand = candidate_from_entry(entry, hit.score)
         if cand is not None:
-            out.append(cand)
-    return sorted(out, key=lambda c: -c.score)
+            found.append((cand, f"{entry.get('title') or ''}\n{entry.get('text') or ''}"))
+    overlaps = lexical_overlap(query, [text for _, text in found])
+    out = [
+        replace(c, score=round((1 - LEXICAL_WEIGHT) * c.score + LEXICAL_WEIGHT * o, 4))
+        for (c, _), o in zip(found, overlaps, strict=True)
+    ]
+    return sorted(out, key=lambda c: -c.score)[:k]

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -21,7 +20,7 @@ from agent.capture.evidence import has_failure_signal
 from agent.diagnosis.candidates import Candidate
 from agent.diagnosis.gate import quality_problem
 from agent.diagnosis.known_cause import MODEL_NAME, inconclusive, known_cause_diagnosis, match_confidence, summary_for
-from agent.domain import Diagnosis, DiagnosisStatus, EvidenceKind, Pattern
+from agent.domain import Diagnosis, DiagnosisStatus, ErrorEvent, Pattern
 from agent.llm.context import EvidenceContext
 from agent.settings import Settings
 
@@ -47,8 +46,16 @@ def resolve_mode(settings: Settings) -> Mode:
     return "pick" if settings.llm == "embedded" else "write"
 
 
-def events_show_failure(ctx: EvidenceContext) -> bool:
-    return has_failure_signal("\n".join(i.text for i in ctx.items if i.kind is EvidenceKind.event))
+SEVERE = frozenset({"high", "critical"})
+
+
+def events_show_failure(events: Sequence[ErrorEvent]) -> bool:
+    """A high/critical event, or an event whose whole text (message and stack) says something failed."""
+    return any(
+        ev.severity.value in SEVERE
+        or has_failure_signal(f"{ev.error_type}: {ev.error_message}\n{ev.stack_trace or ''}")
+        for ev in events
+    )
 
 
 def decide(
@@ -57,11 +64,15 @@ def decide(
     candidates: Sequence[Candidate],
     settings: Settings,
     deps: Callable[[], AgentDeps],
+    *,
+    failure: bool,
 ) -> Decision:
-    """Diagnose `pattern` along the first path that applies (see the module docstring)."""
+    """Diagnose `pattern` along the first path that applies (see the module docstring).
+
+    `failure`: whether the pattern's events show a failure at all (`events_show_failure`).
+    """
     mode = resolve_mode(settings)
-    started = time.perf_counter()
-    if not events_show_failure(ctx):
+    if not failure:
         return Decision(
             inconclusive(pattern, ctx, "the events show no failure (routine messages)", model=MODEL_NAME),
             "no_failure",
@@ -71,9 +82,7 @@ def decide(
     top = candidates[0] if candidates else None
     if top is not None and top.score >= threshold:
         confidence = match_confidence(top.score, threshold, max(settings.min_confidence, 0.5))
-        diag = known_cause_diagnosis(pattern, ctx, top, confidence=confidence)
-        diag.latency_ms = int((time.perf_counter() - started) * 1000)
-        return Decision(diag, "known_cause", False)
+        return Decision(known_cause_diagnosis(pattern, ctx, top, confidence=confidence), "known_cause", False)
     if mode == "write":
         return _write(pattern, ctx, deps())
     offered = [c for c in candidates if c.score >= settings.known_cause_pick_min_score]

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.diagnosis.known_cause import known_cause_diagnosis
-from agent.diagnosis.paths import events_show_failure
 from agent.domain import Diagnosis, DiagnosisStatus
 from agent.llm.providers import ModelUnavailable
 from evals.calibration import (
@@ -185,9 +184,8 @@ def _match_row(pipe: Pipeline, target: Target) -> MatchRow:
     """The known-cause path's view of a case, whatever threshold is set: its nearest cause and that answer's recall."""
     assert target.pattern_id is not None
     diagnoser = pipe.services.diagnoser
-    candidates = diagnoser.candidates(target.pattern_id)
+    candidates, signal = diagnoser.candidates(target.pattern_id)
     pattern, ectx = diagnoser.gather(target.pattern_id)
-    signal = events_show_failure(ectx)
     if not candidates:
         return MatchRow(target.case_id, target.no_issue, signal, None, None)
     top = candidates[0]
