@@ -97,7 +97,9 @@ def test_known_cause_match_writes_the_diagnosis_without_a_model(make) -> None:  
     assert "Connection refused" in d.summary  # the pattern's own deciding line
     assert match_confidence(candidates[0].score, 0.3, 0.5) == d.confidence
     assert services.diagnoser.calls == 0 and not services.runtime.model_ready
-    assert services.diagnoser.current(pid) == d.model_copy(update={"created_at": services.diagnoser.current(pid).created_at})  # type: ignore[union-attr]
+    assert services.diagnoser.current(pid) == d.model_copy(
+        update={"created_at": services.diagnoser.current(pid).created_at}
+    )  # type: ignore[union-attr]
 
 
 def test_routine_events_are_inconclusive_without_a_model(make) -> None:  # type: ignore[no-untyped-def]
@@ -151,7 +153,9 @@ def test_pick_none_is_inconclusive_and_nothing_to_offer_skips_the_model(make) ->
     ],
 )
 def test_quality_gate_refuses_an_echo_answer(make, over) -> None:  # type: ignore[no-untyped-def]
-    services = make(scripted(lambda _p: draft(evidence=["E1"], **over)), diagnosis_mode="write", known_cause_min_score=1.0)
+    services = make(
+        scripted(lambda _p: draft(evidence=["E1"], **over)), diagnosis_mode="write", known_cause_min_score=1.0
+    )
     pid = services.core.ingest_sync([_refused(i) for i in range(3)])[0].pattern_id
     d = services.diagnoser.diagnose(pid).diagnosis
     assert d.status is DiagnosisStatus.inconclusive, d
