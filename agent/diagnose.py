@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -315,17 +316,41 @@ class Diagnoser:
 
         return [search_patterns, get_events, get_stats, get_guide_entry]
 
+    def _gate(
+        self, answer: AskResult, question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps
+    ) -> AskResult:
+        """The quality gate on a model's answer: the ask prompt is what an echo repeats; quoting the
+        evidence or the question is fine."""
+        from agent.diagnosis.chat import gate_answer
+        from agent.llm.agents import ask_prompts
+
+        system, user = ask_prompts(question, service, ctx, deps)
+        return gate_answer(answer, [system.text, user.text], [ctx.render(), question])
+
+    def _known_cause_answer(self, ctx: EvidenceContext) -> AskResult | None:
+        from agent.diagnosis.chat import known_cause_answer
+
+        started = time.perf_counter()
+        found = known_cause_answer(ctx, self.candidates, self.settings.known_cause_min_score)
+        if found is None:
+            return None
+        return dataclasses.replace(found, latency_ms=int((time.perf_counter() - started) * 1000))
+
     def ask(self, question: str, *, service: str | None = None, since: dt.datetime | None = None) -> AskResult:
+        """Known causes first (code writes the answer), else the model's answer through the quality gate."""
         from agent.llm.agents import answer_question
 
         ctx = self.ask_context(question, service, since)
+        known = self._known_cause_answer(ctx)
+        if known is not None:
+            return known
         self.calls += 1
         deps = self.deps()
         if self.settings.llm_tools:
             deps.tools = self.chat_tools(ctx)
         answer = answer_question(question, service, ctx, deps)
         metrics.record_llm_call("ask", answer)  # metrics
-        return answer
+        return self._gate(answer, question, service, ctx, deps)
 
     async def ask_stream(
         self, question: str, *, service: str | None = None, since: dt.datetime | None = None
@@ -334,9 +359,15 @@ class Diagnoser:
 
         # Evidence (database, embedder, Chroma) and a model start are blocking: keep them off the event loop.
         ctx = await asyncio.to_thread(self.ask_context, question, service, since)
+        known = await asyncio.to_thread(self._known_cause_answer, ctx)
+        if known is not None:
+            yield known.answer
+            yield known
+            return
         deps = await asyncio.to_thread(self.deps)
         self.calls += 1
         async for piece in stream_answer(question, service, ctx, deps):
-            if not isinstance(piece, str):  # metrics: the final AskResult
+            if not isinstance(piece, str):  # metrics: the final AskResult, checked by the quality gate
                 metrics.record_llm_call("ask", piece)
+                piece = self._gate(piece, question, service, ctx, deps)
             yield piece

@@ -43,9 +43,14 @@ def _shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def echo_reason(texts: Sequence[str], prompt_texts: Iterable[str]) -> str | None:
-    """Why `texts` (summary, root cause, steps) echo the prompt, or None."""
-    prompt = set().union(*(_shingles(p) for p in prompt_texts))
+def echo_reason(texts: Sequence[str], prompt_texts: Iterable[str], quoted: Iterable[str] = ()) -> str | None:
+    """Why `texts` (summary, root cause, steps) echo the prompt, or None.
+
+    `quoted`: text the answer may repeat (the evidence, the pattern, the question): quoting the error
+    is not echoing the instructions.
+    """
+    allowed = set().union(*(_shingles(q) for q in quoted))
+    prompt = set().union(*(_shingles(p) for p in prompt_texts)) - allowed
     for text in texts:
         if not text.strip():
             continue
@@ -57,9 +62,11 @@ def echo_reason(texts: Sequence[str], prompt_texts: Iterable[str]) -> str | None
     return None
 
 
-def quality_problem(*, summary: str, root_cause: str, steps: Sequence[str], prompt_texts: Iterable[str]) -> str | None:
+def quality_problem(
+    *, summary: str, root_cause: str, steps: Sequence[str], prompt_texts: Iterable[str], quoted: Iterable[str] = ()
+) -> str | None:
     """The reason a model's diagnosis must not be stored, or None when it passes the gate."""
-    reason = echo_reason([summary, root_cause, *steps], prompt_texts)
+    reason = echo_reason([summary, root_cause, *steps], prompt_texts, quoted)
     if reason:
         return reason
     if len(content_words(root_cause)) < MIN_CONTENT_WORDS:
@@ -67,9 +74,9 @@ def quality_problem(*, summary: str, root_cause: str, steps: Sequence[str], prom
     return None
 
 
-def answer_problem(answer: str, prompt_texts: Iterable[str]) -> str | None:
+def answer_problem(answer: str, prompt_texts: Iterable[str], quoted: Iterable[str] = ()) -> str | None:
     """The reason a chat answer must not be shown as an answer, or None."""
-    reason = echo_reason([answer], prompt_texts)
+    reason = echo_reason([answer], prompt_texts, quoted)
     if reason:
         return reason
     if len(content_words(answer)) < MIN_CONTENT_WORDS:

@@ -132,12 +132,12 @@ def _write(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Decision:
     if result.status is not DiagnosisStatus.diagnosed:
         return Decision(result, "write", True)
     system, user = diagnosis_prompts(pattern, ctx, deps)
-    fixed_user = user.text.replace(ctx.render(), " ")
     problem = quality_problem(
         summary=result.summary,
         root_cause=result.root_cause,
         steps=result.solution_steps,
-        prompt_texts=[system.text, fixed_user],
+        prompt_texts=[system.text, user.text],
+        quoted=[ctx.render(), f"{pattern.error_type}: {pattern.template}", pattern.service],
     )
     if problem is None:
         return Decision(result, "write", True)
