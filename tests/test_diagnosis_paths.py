@@ -184,3 +184,25 @@ def test_candidate_needs_a_cause_and_a_fix() -> None:
     assert cand is not None and cand.steps[1] == "Check that DATABASE_URL names the right host and port."
     note = parse_markdown(NOTE, source="lunch.md")[0]
     assert candidate_from_entry({"id": note.id, "title": note.title, "kind": "note", "text": note.text}, 0.9) is None
+
+
+def test_ask_answers_from_a_known_cause_without_a_model(make) -> None:  # type: ignore[no-untyped-def]
+    services = make(_never_called(), known_cause_min_score=0.3)
+    _seed(services)
+    pid = services.core.ingest_sync([_refused(i) for i in range(3)])[0].pattern_id
+    services.runtime.retrieval().index_pending()
+    answer = services.diagnoser.ask("why does the orchestrator fail?")
+    assert answer.status == "answered" and answer.model == "known-cause"
+    assert answer.citations == [pid, "kb_db-refused"]
+    assert "Nothing listens on the database port" in answer.answer and "[P1]" in answer.answer
+    assert services.diagnoser.calls == 0
+
+
+def test_ask_gate_turns_an_echo_answer_into_inconclusive(make) -> None:  # type: ignore[no-untyped-def]
+    reply = {"status": "answered", "answer": "[A] [B][C]", "citations": ["P1"]}
+    services = make(scripted(lambda _p: reply), known_cause_min_score=1.0)
+    services.core.ingest_sync([_refused(i) for i in range(3)])
+    services.runtime.retrieval().index_pending()
+    answer = services.diagnoser.ask("why does the orchestrator fail?")
+    assert answer.status == "inconclusive" and answer.answer.startswith("inconclusive: ")
+    assert services.diagnoser.calls == 1
