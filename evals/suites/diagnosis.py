@@ -87,7 +87,11 @@ def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
         finally:
             if judge is not None:
                 judge.close()
-        model_name = pipe.services.runtime.model().name if pipe.services.runtime.model_ready else None
+        model_name = (
+            pipe.services.runtime.model().name
+            if pipe.services.runtime.model_ready
+            else f"{ctx.settings.llm} (not started: no case needed it)"
+        )
     for kind in ("own", "incidents"):
         mine = [o for o in outcomes if o.target.source == kind]
         if mine:
