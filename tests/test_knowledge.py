@@ -432,7 +432,7 @@ STARTER = {
 
 
 RUNBOOK_SECTIONS = ["Symptoms", "Meaning", "Diagnosis", "Mitigation", "Prevention"]
-MIN_STARTER_RUNBOOKS = 56
+MIN_STARTER_RUNBOOKS = 60
 
 
 def _starter() -> dict[str, KnowledgeEntry]:
