@@ -69,6 +69,9 @@ def test_real_model_diagnoses_a_seeded_pattern_and_answers_questions(tmp_path: P
     from agent.settings import get_settings
 
     get_settings.cache_clear()
+    monkeypatch.setenv(
+        "ERRLEARN_KNOWN_CAUSE_MIN_SCORE", "1.0"
+    )  # the model answers (known-cause answers: test_diagnosis_paths)
     result = CliRunner().invoke(app, ["ask", "why did the orchestrator fail?", "--json"])
     assert result.exit_code == 0, result.output
     answer = json.loads(result.output.strip().splitlines()[-1])

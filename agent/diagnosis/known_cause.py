@@ -21,7 +21,8 @@ PROMPT_NAME = "known_cause"
 PROMPT_VERSION = 1
 """Bump when the way a diagnosis is written from an entry changes (stored with every diagnosis)."""
 MAX_CONFIDENCE = 0.95
-MAX_SUMMARY = 240
+MAX_SUMMARY = 360
+MAX_LINE = 160
 MAX_EVENTS_CITED = 3
 
 
@@ -33,17 +34,21 @@ def match_confidence(score: float, threshold: float, floor: float) -> float:
     return round(min(MAX_CONFIDENCE, max(0.0, floor + x * (MAX_CONFIDENCE - floor))), 3)
 
 
-def failing_line(ctx: EvidenceContext) -> str:
-    """The most telling line of the pattern's events in the context (their deciding evidence)."""
-    texts = [i.text.split("\n", 1)[-1] for i in ctx.items if i.kind is EvidenceKind.event]
+def failing_lines(ctx: EvidenceContext, n: int = 2) -> list[str]:
+    """The `n` most telling lines of the pattern's events in the context (their deciding evidence),
+    the same whatever order the events arrived in."""
+    texts = sorted(i.text.split("\n", 1)[-1] for i in ctx.items if i.kind is EvidenceKind.event)
     if not texts:
-        return ""
-    return extract_evidence("\n".join(texts), max_lines=8).headline
+        return []
+    heads = sorted({extract_evidence(t, max_lines=8).headline for t in texts} - {""})
+    best = extract_evidence("\n".join(texts), max_lines=8).headline
+    ordered = [best, *(h for h in heads if h != best)] if best else heads
+    return [line[:MAX_LINE] for line in ordered[:n]]
 
 
 def summary_for(pattern: Pattern, candidate: Candidate, ctx: EvidenceContext, key_value: str = "") -> str:
-    line = failing_line(ctx) or f"{pattern.error_type}: {pattern.template}"
-    text = f"{candidate.title}. {pattern.service} reports: {line}"
+    lines = failing_lines(ctx) or [f"{pattern.error_type}: {pattern.template}"]
+    text = f"{candidate.title}. {pattern.service} reports: " + " | ".join(lines)
     if key_value and key_value.lower() not in text.lower():
         text += f" (key value: {key_value})"
     return text[:MAX_SUMMARY]

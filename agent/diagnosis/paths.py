@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Literal
 from agent.capture.evidence import has_failure_signal
 from agent.diagnosis.candidates import Candidate
 from agent.diagnosis.gate import quality_problem
-from agent.diagnosis.known_cause import MODEL_NAME, inconclusive, known_cause_diagnosis, match_confidence, summary_for
+from agent.diagnosis.known_cause import (
+    MAX_SUMMARY,
+    MODEL_NAME,
+    inconclusive,
+    known_cause_diagnosis,
+    match_confidence,
+    summary_for,
+)
 from agent.domain import Diagnosis, DiagnosisStatus, ErrorEvent, Pattern
 from agent.llm.context import EvidenceContext
 from agent.settings import Settings
@@ -116,7 +123,7 @@ def _pick(
         c,
         confidence=confidence,
         model=deps.model_name,
-        summary=summary[:240],
+        summary=summary[:MAX_SUMMARY],
         latency_ms=pick.latency_ms,
         input_tokens=pick.input_tokens,
         output_tokens=pick.output_tokens,
