@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     """How a model takes part when no known cause matches strongly: `pick` (choose one of the nearest
     known causes or none, fill short slots; code writes the diagnosis), `write` (free-form root cause).
     auto: pick on the embedded model, write on ollama/openai/litellm."""
-    known_cause_min_score: float = Field(default=0.497, ge=-1, le=1)
+    known_cause_min_score: float = Field(default=0.487, ge=-1, le=1)
     """A knowledge or guide entry at least this similar to a pattern's evidence is its diagnosis, written
     by code without a model (calibrated on the eval data's dev half: docs/models.md)."""
     known_cause_pick_min_score: float = Field(default=0.4, ge=-1, le=1)

@@ -105,4 +105,9 @@ def calibrate_threshold(
         if best is None or op.useful_rate >= best.useful_rate:
             best = op
     chosen = best or operating_point(dev, 1.0)
+    # The threshold goes halfway to the next lower dev score: the same cases on the dev half, but not on
+    # the knife's edge of one case's score (a rounding or a reworded runbook would flip it).
+    below = [x for x in scores if x < chosen.threshold]
+    if below:
+        chosen = operating_point(dev, (chosen.threshold + below[-1]) / 2)
     return chosen, operating_point(test, chosen.threshold)
