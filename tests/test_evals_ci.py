@@ -166,3 +166,5 @@ def test_judge_asks_bullet_by_bullet_and_reports_failures_as_none() -> None:
     assert judge_config(settings, "qwen2.5:7b").provider == "ollama"  # the embedded default cannot load other ids
     assert judge_config(settings, "qwen2.5:7b").base_url == settings.ollama_url
     assert judge_config(settings, "embedded").provider == "embedded"
+    configured = judge_config(Settings(llm="ollama", llm_model="llama3.1:8b"), "configured")
+    assert (configured.provider, configured.model, configured.max_output_tokens) == ("ollama", "llama3.1:8b", 20)
