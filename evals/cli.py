@@ -54,7 +54,10 @@ def eval_command(
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="at most N cases per source (a fast slice)")] = None,
     judge: Annotated[
-        str | None, typer.Option(help="model id to judge diagnoses with (via the configured provider)")
+        str | None,
+        typer.Option(
+            help="model id to judge diagnoses with (via the configured provider); `configured`: the configured model"
+        ),
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric is below its threshold")] = False,
     thresholds: Annotated[
