@@ -52,7 +52,14 @@ def eval_command(
         typer.Option("--data", metavar="PATH", help="data folder or file (repeatable); formats are detected"),
     ],
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="at most N cases per source (a fast slice)")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="a fast slice: at most N items per source, where an item is a Loghub line, a Defects4J bug (all its "
+            "traces), a JSONL case, an incident or a runbook query",
+        ),
+    ] = None,
     judge: Annotated[
         str | None,
         typer.Option(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from evals.suites.base import Metric, SuiteResult
@@ -161,9 +162,18 @@ def _present(column: str, section: dict[str, Any]) -> bool:
     return any(r.get(column) is not None for r in rows)
 
 
+def print_table(table: Table, console: Console) -> None:
+    """Print `table`; when stdout is not a terminal (a pipe, a CI log) as wide as it needs, so no cell is cut to `…`."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    Console(file=console.file, width=max(console.width, needed), no_color=console.no_color).print(table)
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     for name, section in report["suites"].items():
-        console.print(suite_table(name, section))
+        print_table(suite_table(name, section), console)
         for note in section["notes"]:
             console.print(f"  [dim]note:[/] {note}")
     console.print(f"[bold]{report['metrics']['cases']}[/] cases in {report['seconds']:.1f} s")
