@@ -115,6 +115,8 @@ def _key_value_span(s: str, low: str, word_start: int, value_pos: int, limit: in
     key_start = word_start
     while key_start > 0 and word_start - key_start < 64 and low[key_start - 1] in _KEY_CHARS:
         key_start -= 1
+    if key_start > 0 and low[key_start - 1] in "/\\":
+        return None  # "open /etc/passwd: cannot read": a path, not a key
     sep = low[value_pos - 1]
     key = low[key_start:value_pos].rstrip(" \t:=\"'\\")
     scheme = _SCHEME_VALUE.match(low, value_pos) if key.endswith("authorization") else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from agent.ingest.scrub.contextual import _aws_secrets, _high_entropy, _sas_signatures, _webhooks
 from agent.ingest.scrub.detectors import _api_tokens, _bearer, _cards, _emails, _jwts, _private_keys, _url_passwords
 from agent.ingest.scrub.keyvalue import _cookie_headers, _key_scanners, _key_value_span, _value_span
 from agent.ingest.scrub.rules import _DATA_KEY_SUFFIXES, _MAX_DEPTH, _MAX_ROUNDS, _NON_ALNUM, _ph
@@ -43,7 +44,7 @@ class Scrubber:
     def _round(self, s: str) -> str:
         if not s:
             return s
-        out = _cards(_api_tokens(_jwts(_url_passwords(_private_keys(s)))))
+        out = _cards(_aws_secrets(_api_tokens(_jwts(_url_passwords(_private_keys(s))))))
         low = _lower(out)
         new = _bearer(out, low)
         if new is not out:
@@ -52,7 +53,10 @@ class Scrubber:
             new = _emails(out)
             if new is not out:
                 out, low = new, _lower(new)
-        return self._key_values(out, low)
+        new = _sas_signatures(_webhooks(self._key_values(out, low)))
+        if new is not out:
+            out, low = new, _lower(new)
+        return _high_entropy(out, low)
 
     def data(self, value: Any) -> Any:
         """Scrub a JSON-like value recursively into a new value; the input is never mutated.
