@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,9 +14,11 @@ from pydantic import BaseModel, Field
 
 from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
+from agent.api.model_errors import model_down
 from agent.api.routes.search import ServicesDep
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
+from agent.settings import Settings
 
 if TYPE_CHECKING:
     from agent.llm.agents import AskResult
@@ -98,13 +101,29 @@ def diagnose(services: ServicesDep, pattern_id: str = Path(max_length=64)) -> di
 def ask(services: ServicesDep, body: AskRequest) -> AskPublic:
     """Answer a question about the stored errors, citing the events and patterns it relies on."""
     question = services.core.scrubber.text(body.question)
-    return _ask_public(services.diagnoser.ask(question, service=body.service, since=body.since))
+    try:
+        result = services.diagnoser.ask(question, service=body.service, since=body.since)
+    except Exception as exc:
+        _raise_if_model_down(exc, services.runtime.settings)
+        raise
+    return _ask_public(result)
+
+
+def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
+    reason = model_down(exc, settings)
+    if reason is not None:
+        raise ApiError(503, "model_unavailable", reason, headers={"Retry-After": "30"}) from exc
 
 
 @router.post("/ask/stream", dependencies=[KeyDep])
 async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingResponse:
     """Server-sent events: `delta` events with answer text as it is generated, then one `done` event."""
     question = services.core.scrubber.text(body.question)
+    try:  # a model that cannot start is a 503 before the stream, as for POST /ask
+        await asyncio.to_thread(services.runtime.model)
+    except Exception as exc:
+        _raise_if_model_down(exc, services.runtime.settings)
+        raise
 
     async def events() -> AsyncIterator[bytes]:
         try:
