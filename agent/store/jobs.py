@@ -117,6 +117,27 @@ def complete(engine: Engine, job: Job, now: dt.datetime) -> None:
         )
 
 
+def release(engine: Engine, job: Job, now: dt.datetime, reason: str) -> bool:
+    """Give a claimed job back, runnable now, its attempt not counted: the worker stopped, not the job.
+
+    Only while this claim still holds it (running, not taken over after an expired lease). True when released.
+    """
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job.id, JOBS.c.status == "running", JOBS.c.attempts == job.attempts)
+            .values(
+                status="queued",
+                attempts=job.attempts - 1,
+                run_after=now,
+                locked_until=None,
+                last_error=reason[:2000],
+                updated_at=now,
+            )
+        )
+        return bool(res.rowcount)
+
+
 def backoff_s(attempts: int, *, base: float = 5.0, cap: float = 900.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** max(0, attempts - 1))
