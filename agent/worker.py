@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import metrics
+from agent.llm.outage import outage_cause
 from agent.runtime import Runtime
 from agent.store import jobs
 from agent.store.jobs import Job
@@ -187,7 +188,9 @@ class Worker:
                 if job is self._abandoned:
                     break  # stop() gave it back to the queue
                 metrics.record_job(job.kind, "failed", time.perf_counter() - started)  # metrics
-                retry = jobs.fail(core.engine, job, core.clock(), f"{type(exc).__name__}: {exc}")
+                outage = outage_cause(exc) is not None  # the model is down: retry until it is back
+                error = f"{'model unavailable: ' if outage else ''}{type(exc).__name__}: {exc}"
+                retry = jobs.fail(core.engine, job, core.clock(), error, outage=outage)
                 log.warning(
                     "job %s %s failed (attempt %d, %s): %s",
                     job.kind,

@@ -19,6 +19,7 @@ from agent.api.routes.search import ServicesDep
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
 from agent.settings import Settings
+from agent.store import jobs
 
 if TYPE_CHECKING:
     from agent.llm.agents import AskResult
@@ -81,10 +82,26 @@ def get_diagnosis(services: ServicesDep, pattern_id: str = Path(max_length=64)) 
         raise ApiError(404, "not_found", f"no pattern {pattern_id!r}")
     d = services.diagnoser.current(pattern_id)
     if d is None:
-        raise ApiError(
+        with services.core.engine.connect() as conn:
+            job = jobs.latest(conn, "diagnose", pattern_id)
+        raise _no_diagnosis(pattern_id, job)
+    return d
+
+
+def _no_diagnosis(pattern_id: str, job: jobs.JobState | None) -> ApiError:
+    """404 that says why: a job queued or running (and its last error), a job that gave up, or none."""
+    if job is None or job.status == "done":
+        return ApiError(
             404, "not_diagnosed", f"pattern {pattern_id} has no diagnosis yet; POST .../diagnose to queue one"
         )
-    return d
+    tried = f"after {job.attempts} attempt{'s' if job.attempts != 1 else ''}" if job.attempts else "not tried yet"
+    error = f"; last error: {job.last_error}" if job.last_error else ""
+    if job.status == "failed":
+        return ApiError(404, "diagnosis_failed", f"the diagnosis of {pattern_id} failed {tried}{error}")
+    when = f", next try {job.run_after.isoformat()}" if job.status == "queued" and job.run_after else ""
+    return ApiError(
+        404, f"diagnosis_{job.status}", f"the diagnosis of {pattern_id} is {job.status} ({tried}{when}){error}"
+    )
 
 
 @router.post("/patterns/{pattern_id}/diagnose", status_code=202, dependencies=[AdminDep])
