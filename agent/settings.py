@@ -144,6 +144,12 @@ class Settings(BaseSettings):
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"
 
+    # Hardening (issue 15): bounded shutdown.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
+    """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
+    the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
+    and the process exits, stopping an embedded llama.cpp even mid-generation."""
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
