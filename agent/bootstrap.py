@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,9 +42,18 @@ class Services:
             self.worker.start()
         return self
 
-    def close(self) -> None:
-        self.worker.stop()
-        self.runtime.close()
+    def close(self, grace_s: float | None = None) -> bool:
+        """Stop the worker, flush the writer, stop the model, within about `grace_s` (unbounded when None).
+
+        True when everything stopped; False when a thread (a model call, llama.cpp) is still busy and only the
+        process exit will end it (see `agent.shutdown`).
+        """
+        if grace_s is None:
+            worker_ok = self.worker.stop()
+            return self.runtime.close() and worker_ok
+        deadline = time.monotonic() + grace_s
+        worker_ok = self.worker.stop(timeout=max(0.1, grace_s * 0.4))
+        return self.runtime.close(timeout=max(0.1, deadline - time.monotonic())) and worker_ok
 
 
 def build_services(

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     diagnose_new_patterns: bool = True
     """Queue a diagnosis job for every new pattern (the worker runs them)."""
 
+    # -- diagnosis paths (issue 18: known causes first, the model picks, a quality gate) --
+    diagnosis_mode: Literal["auto", "pick", "write"] = "auto"
+    """How a model takes part when no known cause matches strongly: `pick` (choose one of the nearest
+    known causes or none, fill short slots; code writes the diagnosis), `write` (free-form root cause).
+    auto: pick on the embedded model, write on ollama/openai/litellm."""
+    known_cause_min_score: float = Field(default=0.487, ge=-1, le=1)
+    """A knowledge or guide entry at least this similar to a pattern's evidence is its diagnosis, written
+    by code without a model (calibrated on the eval data's dev half: docs/models.md)."""
+    known_cause_pick_min_score: float = Field(default=0.4, ge=-1, le=1)
+    """Entries at least this similar are offered to the model to pick from (at most four)."""
+
     recovery_config: Path | None = None
     """Allow-listed recovery actions: our YAML/JSON form or the seed's `error_monitor_config.json`."""
     recovery_dry_run: bool = True
@@ -132,6 +143,12 @@ class Settings(BaseSettings):
     log_json: bool = False
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"
+
+    # Hardening (issue 15): bounded shutdown.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
+    """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
+    the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
+    and the process exits, stopping an embedded llama.cpp even mid-generation."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
 from agent.settings import Settings
+from agent.shutdown import services_budget
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def create_app(
         try:
             yield
         finally:
-            services.close()
+            app.state.shutdown_clean = services.close(services_budget(settings.shutdown_grace_s))
 
     app = FastAPI(
         title="errlearn",
