@@ -15,6 +15,7 @@ from agent.recovery.service import Recovery, load_recovery_config
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
+from agent.store.merges import merge_pass
 from agent.store.retention import Retention
 from agent.worker import Periodic, Worker
 
@@ -79,6 +80,14 @@ def build_services(
         busy_share=settings.worker_busy_share,
     )
     worker.periodic.append(Periodic("recovery", 30, recovery.tick))
+    worker.periodic.append(
+        Periodic(
+            "merge",
+            settings.grouping_merge_every_s,
+            lambda: merge_pass(settings, runtime.core.engine),
+            defer_while_busy_s=60,
+        )
+    )
     guide = Guide(
         diagnoser,
         guide_path=settings.guide_path,

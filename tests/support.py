@@ -58,6 +58,8 @@ class LiveServer:
     port: int = field(default_factory=free_port)
     env: Mapping[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
+    own_keys: bool = False
+    """True: configure no keys, so the server uses (or writes) `<data_dir>/keys.json` as a new user's would."""
 
     @property
     def url(self) -> str:
@@ -75,6 +77,8 @@ class LiveServer:
                 "ERRLEARN_LOG_LEVEL": "WARNING",
             }
         )
+        if self.own_keys:
+            del env["ERRLEARN_API_KEYS"], env["ERRLEARN_ADMIN_KEY"]
         env.update(self.env)
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

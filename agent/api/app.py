@@ -15,7 +15,7 @@ from agent import __version__
 from agent.api import errors, ui
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.request_id import RequestIdMiddleware
-from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, sentry, stats
+from agent.api.routes import diagnosis, events, guide, merges, patterns, recovery, search, sentry, stats
 from agent.api.routes import errors as error_routes
 from agent.api.routes import metrics as metrics_routes
 from agent.bootstrap import Services, build_services
@@ -71,6 +71,7 @@ def create_app(
     for router in (
         error_routes.router,
         events.router,
+        merges.router,
         patterns.router,
         search.router,
         diagnosis.router,

@@ -19,6 +19,12 @@ def version() -> None:
     console.print(f"errlearn {__version__}")
 
 
+def banner(host: str, port: int) -> str:
+    """The start-up line. Printed with soft wrap: a terminal folds it, nothing inserts a newline inside a URL."""
+    base = f"http://{host}:{port}"
+    return f"errlearn {__version__} listening on {base}  (UI: {base}/ui, API docs: {base}/docs)"
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default: ERRLEARN_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default: ERRLEARN_PORT or 8090)")] = None,
@@ -50,7 +56,7 @@ def serve(
     application = create_app(settings, keys=ring)
     h = host or settings.host
     p = port or settings.port
-    console.print(f"errlearn {__version__} listening on http://{h}:{p}  (UI: http://{h}:{p}/ui, API docs: /docs)")
+    console.print(banner(h, p), soft_wrap=True)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
     from agent.shutdown import exit_now_if_unclean, request_budget
 

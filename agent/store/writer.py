@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.domain import Severity
@@ -33,6 +34,8 @@ from agent.store.sink import JsonlSink
 from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, PatternAliasRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
+_RETRYABLE = {"40P01", "40001"}
+"""PostgreSQL deadlock_detected and serialization_failure."""
 
 EVENTS = table_of(EventRow)
 PATTERNS = table_of(PatternRow)
@@ -173,7 +176,7 @@ class EventWriter:
     def _process(self, batch: list[_Work]) -> None:
         started = time.perf_counter()  # metrics
         try:
-            results, rows = self._commit(batch)
+            results, rows = self._commit_retrying(batch)
         except Exception as exc:  # the batch is not acknowledged; state is reloaded from the DB
             log.exception("writer transaction failed; %d requests get an error", len(batch))
             self._patterns.clear()
@@ -199,6 +202,22 @@ class EventWriter:
                     self.on_committed(rows)
                 except Exception:
                     log.exception("on_committed hook failed")
+
+    def _commit_retrying(
+        self, batch: list[_Work], attempts: int = 5
+    ) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
+        """`_commit`, again when PostgreSQL picked this transaction as a deadlock victim (replicas or the
+        merge pass updating the same pattern rows): the transaction rolled back whole, so a retry is exact."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._commit(batch)
+            except OperationalError as exc:
+                if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
+                    raise
+                log.info("writer transaction hit %s; retrying (attempt %d)", type(exc.orig).__name__, attempt)
+                self._patterns.clear()
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _replays(self, batch: list[_Work]) -> dict[int, list[Stored] | int]:
         """Works whose Idempotency-Key was already committed (stored results), or repeats an earlier work
@@ -304,7 +323,7 @@ class EventWriter:
                 self._patterns[pid] = _PatternInfo(pid, Severity(sev).rank)
         new_ids: set[str] = set()
         new_rows = []
-        for pid, group in by_pid.items():
+        for pid, group in sorted(by_pid.items()):  # one lock order for every writer: no deadlock between them
             first_row, first_grouping = group[0]
             times = [r["timestamp"] for r, _ in group]
             top = max((Severity(r["severity"]) for r, _ in group), key=lambda s: s.rank)
@@ -342,6 +361,7 @@ class EventWriter:
                 info.max_rank = top.rank
             conn.execute(update(PATTERNS).where(PATTERNS.c.id == info.id).values(**values))
         if new_rows:
+            new_rows.sort(key=lambda r: str(r["id"]))
             ins = _insert_for(conn)(PATTERNS)
             conn.execute(
                 ins.on_conflict_do_update(

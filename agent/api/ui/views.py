@@ -181,6 +181,7 @@ def similar(services: Services, pattern: Any) -> tuple[list[dict[str, Any]], str
             "text": h.document,
             "service": h.metadata.get("service"),
             "diagnosis": diags.get(h.id),
+            "why": h.why.summary() if h.why else None,
         }
         for h in hits
     ], None
