@@ -70,13 +70,13 @@ class LearningLoop:
             return False
         return runs.errors_since(self.engine, last)
 
-    def tick(self) -> LearningRunReport | None:
-        """Run a queued learning run, or a periodic one when due. None when nothing ran."""
+    def tick(self, *, queued_only: bool = False) -> LearningRunReport | None:
+        """Run a queued learning run, or (unless `queued_only`) a periodic one when due. None when nothing ran."""
         now = self.clock()
         queued = runs.oldest_queued(self.engine)
         if queued is not None:
             started = runs.start(self.engine, now, stale_before=now - self.stale_after, run_id=queued)
-        elif self.due(now):
+        elif not queued_only and self.due(now):
             started = runs.start(self.engine, now, stale_before=now - self.stale_after, trigger="periodic")
         else:
             return None
