@@ -149,6 +149,8 @@ class Settings(BaseSettings):
     """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
     the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
     and the process exits, stopping an embedded llama.cpp even mid-generation."""
+    learning_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    """A learning run renews a lease every quarter of this; one whose process died is taken for dead after it."""
 
     @field_validator("api_keys", mode="before")
     @classmethod
