@@ -38,6 +38,8 @@ class LiveStats:
     started_at: dt.datetime
     received: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    refused_busy: int = 0
+    """Ingest requests answered 503 by backpressure (nothing of them was stored)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_received(self, rows: list[dict[str, Any]]) -> None:
@@ -46,6 +48,10 @@ class LiveStats:
                 self.received["total"] += 1
                 self.received[f"service:{r['service']}"] += 1
                 self.received[f"severity:{r['severity']}"] += 1
+
+    def add_refused_busy(self) -> None:
+        with self.lock:
+            self.refused_busy += 1
 
     def add_rejected(self, n: int, reason: str) -> None:
         with self.lock:
@@ -193,6 +199,12 @@ class Core:
                 "queue_depth": self.writer.depth if self.writer else None,
                 "batches": self.writer.batches if self.writer else 0,
                 "events": self.writer.committed_events if self.writer else 0,
+            },
+            "backpressure": {
+                "active": bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
+                "queued_events": self.writer.queued_events if self.writer else 0,
+                "limit": self.settings.writer_max_queued_events,
+                "refused_requests": self.live.refused_busy,
             },
         }
         if db_ok:

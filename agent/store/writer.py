@@ -90,6 +90,8 @@ class EventWriter:
         self._grouper = self._load_grouper()
         self.batches = 0
         self.committed_events = 0
+        self._queued_events = 0  # submitted, not yet taken into a transaction (backpressure reads it)
+        self._queued_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -109,6 +111,16 @@ class EventWriter:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def queued_events(self) -> int:
+        """Events handed to the writer and not yet in a transaction."""
+        return self._queued_events
+
+    def _enqueue(self, work: _Work) -> None:
+        with self._queued_lock:
+            self._queued_events += len(work.events)
+        self._queue.put(work)
+
     # -- submitting -------------------------------------------------------------------------
     def submit(
         self,
@@ -120,7 +132,7 @@ class EventWriter:
         if self._thread is None:
             raise WriterStopped("the event writer is not running")
         fut: Future[list[Stored]] = Future()
-        self._queue.put(_Work(events, fut, counters or {}, idempotency_key))
+        self._enqueue(_Work(events, fut, counters or {}, idempotency_key))
         return fut
 
     async def write(
@@ -138,7 +150,7 @@ class EventWriter:
     def count(self, counters: dict[str, int]) -> None:
         """Add to durable counters (e.g. rejections) without waiting."""
         if self._thread is not None:
-            self._queue.put(_Work([], None, counters))
+            self._enqueue(_Work([], None, counters))
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -159,6 +171,8 @@ class EventWriter:
                     break
                 batch.append(nxt)
                 n += len(nxt.events)
+            with self._queued_lock:
+                self._queued_events -= n
             self._process(batch)
             if stop:
                 return
