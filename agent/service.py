@@ -21,6 +21,7 @@ from agent.settings import Settings
 from agent.store import analytics, repo
 from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
+from agent.store.sink_queue import BackgroundSink
 from agent.store.writer import EventWriter, PatternHook, Stored
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class Core:
         )
         self.writer = EventWriter(
             self.engine,
-            sink=sink,
+            sink=BackgroundSink(sink),  # file writes off the commit path
             max_batch=self.settings.writer_max_batch,
             pattern_hooks=self.pattern_hooks,
             on_committed=self.live.add_received,

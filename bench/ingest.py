@@ -177,7 +177,7 @@ def bench_single(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, flo
         stop(ceiling)
     port = free_port()
     server = start(
-        [py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker"],
+        [py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker", "--workers", "1"],
         errlearn_env(tmp / "single"),
         port,
         "/health",
@@ -204,7 +204,8 @@ def bench_batch(
     port = free_port()
     flag = "--worker" if worker and not separate_worker else "--no-worker"
     env = errlearn_env(tmp / name, ERRLEARN_WORKER_POLL_S="0.2")
-    server = start([sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag], env, port, "/health")
+    cmd = [sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag, "--workers", "1"]
+    server = start(cmd, env, port, "/health")
     side = None
     if separate_worker:
         side = subprocess.Popen(

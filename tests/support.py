@@ -57,6 +57,8 @@ class LiveServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+    """`serve --workers`: 1 keeps one process (the one SIGKILL hits); more runs uvicorn's supervisor."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -78,7 +80,7 @@ class LiveServer:
         env.update(self.env)
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "agent.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

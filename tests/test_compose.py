@@ -92,7 +92,7 @@ def test_errlearn_commands_are_real_subcommands_with_real_options(services: dict
         assert sub is not None, f"{name}: `errlearn {args[1]}` is not a command ({sorted(group.commands)})"
         ctx = sub.make_context(args[1], args[2:])  # raises on an unknown option or a bad value
         checked[name] = (args[1], dict(ctx.params))
-    assert checked[API] == ("serve", {"host": "0.0.0.0", "port": None, "worker": False})
+    assert checked[API] == ("serve", {"host": "0.0.0.0", "port": None, "worker": False, "workers": None})
     assert checked[WORKER][0] == "worker"
 
 

@@ -27,7 +27,7 @@ from agent.domain import Severity
 from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
 from agent.ingest.template import TemplateMinerStore
-from agent.store.sink import JsonlSink
+from agent.store.sink_queue import Sink
 from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, MinerStateRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class EventWriter:
         self,
         engine: Engine,
         *,
-        sink: JsonlSink | None = None,
+        sink: Sink | None = None,
         max_batch: int = 2000,
         pattern_hooks: Sequence[PatternHook] = (),
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -264,6 +264,7 @@ class EventWriter:
             per_work.append(items)
 
         with self.engine.begin() as conn:
+            _lock_for_write(conn)
             new_ids, changed_ids = self._upsert_patterns(conn, [i for items in per_work for i in items])
             if rows:
                 conn.execute(insert(EVENTS), rows)
@@ -378,6 +379,18 @@ class EventWriter:
         ins = _insert_for(conn)(COUNTERS)
         stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
         conn.execute(stmt, [{"name": k, "value": v} for k, v in sorted(counters.items())])
+
+
+def _lock_for_write(conn: Connection) -> None:
+    """SQLite: take the write lock first (`BEGIN IMMEDIATE`), before the transaction reads anything.
+
+    With several writer processes (`serve --workers N`), a deferred transaction that read and then
+    tries to write after another process committed fails at once with SQLITE_BUSY, whatever the busy
+    timeout; an immediate one waits its turn on the lock (the busy timeout) and then reads fresh data.
+    pysqlite opens transactions lazily, so this statement is the transaction's first.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _insert_for(conn: Connection) -> Any:
