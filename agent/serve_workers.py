@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 
 from fastapi import FastAPI
 
@@ -23,7 +24,6 @@ from agent.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 FACTORY = "agent.serve_workers:app_from_env"
-PR_SET_PDEATHSIG = 1
 
 
 def usable_cores() -> int:
@@ -34,14 +34,20 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when the supervisor dies, even by SIGKILL (no orphaned API processes)."""
-    try:
-        import ctypes
+def _die_with_parent(poll_s: float = 1.0) -> None:
+    """SIGTERM this process once the supervisor is gone, even killed by SIGKILL: no orphaned API processes.
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
-    except (OSError, AttributeError):  # pragma: no cover - not Linux/glibc
-        log.debug("prctl(PR_SET_PDEATHSIG) unavailable")
+    (Not `prctl(PR_SET_PDEATHSIG)`: it fires when the parent *thread* that started the child exits,
+    and uvicorn's supervisor starts and restarts children from threads.)
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll_s)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="errlearn-parent-watch", daemon=True).start()
 
 
 def app_from_env() -> FastAPI:

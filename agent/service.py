@@ -122,7 +122,9 @@ class Core:
     async def ingest(self, bodies: list[EventCreate], *, idempotency_key: str | None = None) -> list[Stored]:
         now = self.clock()
         rows = [self.normalize(b, now) for b in bodies]
-        return await self._writer().write(rows, idempotency_key=idempotency_key)
+        # Bounded: past `writer_max_queued_events` the writer refuses (WriterBusy; the API answers 503).
+        limit = self.settings.writer_max_queued_events
+        return await self._writer().write(rows, idempotency_key=idempotency_key, limit=limit)
 
     def ingest_sync(self, bodies: list[EventCreate]) -> list[Stored]:
         now = self.clock()

@@ -3,7 +3,9 @@
 Events wait in the writer's queue between the request and the commit; without a bound a burst
 larger than the database absorbs grows that queue (and memory) without limit while every caller
 waits longer. Past `writer_max_queued_events` a request is refused before its body is read: nothing
-of it was acknowledged, and every SDK (ours and Sentry's) retries after `Retry-After`.
+of it was acknowledged, and every SDK (ours and Sentry's) retries after `Retry-After`. The writer
+checks the bound again when a request's events are queued (`WriterBusy`), so the queue never holds
+more than the bound plus one request's events.
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ from agent.service import Core
 
 
 def check(core: Core) -> None:
-    """Raise a 503 `overloaded` when the writer's queue is at its bound."""
+    """Raise a 503 `overloaded` when the writer's queue is at its bound (before the body is read)."""
+    writer = core.writer
+    if writer is not None and writer.queued_events >= core.settings.writer_max_queued_events:
+        raise refused(core)
+
+
+def refused(core: Core) -> ApiError:
+    """Count one refusal and build its 503 (also for a `WriterBusy` from the writer itself)."""
     writer = core.writer
     limit = core.settings.writer_max_queued_events
-    if writer is None or writer.queued_events < limit:
-        return
+    queued = writer.queued_events if writer is not None else 0
     core.live.add_refused_busy()
     metrics.record_backpressure()  # metrics
     retry = str(core.settings.backpressure_retry_after_s)
-    raise ApiError(
+    return ApiError(
         503,
         "overloaded",
-        f"the event writer is {writer.queued_events} events behind (limit {limit}); retry after {retry} s",
+        f"the event writer is {queued} events behind (limit {limit}); retry after {retry} s",
         headers={"Retry-After": retry},
     )

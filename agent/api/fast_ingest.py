@@ -24,6 +24,7 @@ from agent.api.responses import FastJSON
 from agent.api.routes import sentry
 from agent.api.routes.errors import post_batch, post_error
 from agent.service import Core
+from agent.store.writer import WriterBusy
 
 Handler = Callable[[Request, Core], Awaitable[Response]]
 
@@ -74,8 +75,11 @@ class FastIngestMiddleware:
             return
         request = Request(scope, receive)
         try:
-            backpressure.check(core)
-            response = await handler(request, core)
+            try:
+                backpressure.check(core)
+                response = await handler(request, core)
+            except WriterBusy:
+                raise backpressure.refused(core) from None
         except ApiError as exc:
             response = FastJSON(
                 error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=exc.headers

@@ -69,6 +69,10 @@ class WriterStopped(RuntimeError):
     pass
 
 
+class WriterBusy(RuntimeError):
+    """The writer's queue is at its bound (`limit`): nothing of this submission was queued."""
+
+
 class EventWriter:
     def __init__(
         self,
@@ -116,8 +120,10 @@ class EventWriter:
         """Events handed to the writer and not yet in a transaction."""
         return self._queued_events
 
-    def _enqueue(self, work: _Work) -> None:
+    def _enqueue(self, work: _Work, limit: int | None = None) -> None:
         with self._queued_lock:
+            if limit is not None and work.events and self._queued_events >= limit:
+                raise WriterBusy(f"{self._queued_events} events wait for the writer (limit {limit})")
             self._queued_events += len(work.events)
         self._queue.put(work)
 
@@ -128,11 +134,13 @@ class EventWriter:
         counters: dict[str, int] | None = None,
         *,
         idempotency_key: str | None = None,
+        limit: int | None = None,
     ) -> Future[list[Stored]]:
+        """Queue events; with `limit`, raise `WriterBusy` instead when that many events already wait."""
         if self._thread is None:
             raise WriterStopped("the event writer is not running")
         fut: Future[list[Stored]] = Future()
-        self._enqueue(_Work(events, fut, counters or {}, idempotency_key))
+        self._enqueue(_Work(events, fut, counters or {}, idempotency_key), limit)
         return fut
 
     async def write(
@@ -141,8 +149,10 @@ class EventWriter:
         counters: dict[str, int] | None = None,
         *,
         idempotency_key: str | None = None,
+        limit: int | None = None,
     ) -> list[Stored]:
-        return await asyncio.wrap_future(self.submit(events, counters, idempotency_key=idempotency_key))
+        fut = self.submit(events, counters, idempotency_key=idempotency_key, limit=limit)
+        return await asyncio.wrap_future(fut)
 
     def write_sync(self, events: list[dict[str, Any]], timeout: float | None = 60.0) -> list[Stored]:
         return self.submit(events).result(timeout)
