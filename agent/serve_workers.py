@@ -24,6 +24,7 @@ from agent.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 FACTORY = "agent.serve_workers:app_from_env"
+HEALTHCHECK_TIMEOUT_S = 30
 
 
 def usable_cores() -> int:
@@ -109,6 +110,9 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
             log_level=settings.log_level.lower(),
             access_log=False,
             log_config=None,
+            # A child answers the supervisor's pings only once its interpreter has imported errlearn, which on
+            # a loaded machine takes longer than uvicorn's 5 s default: it would be killed and restarted forever.
+            timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
         )
     finally:
         if background is not None and background.is_alive():
