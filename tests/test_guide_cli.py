@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from agent.cli_guide import guide_app, learn_command
+from agent.cli.guide import guide_app, learn_command
 from agent.ingest.normalize import EventCreate
 from agent.runtime import Runtime
 from agent.settings import get_settings

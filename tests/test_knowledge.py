@@ -431,18 +431,48 @@ STARTER = {
 }
 
 
+RUNBOOK_SECTIONS = ["Symptoms", "Meaning", "Diagnosis", "Mitigation", "Prevention"]
+MIN_STARTER_RUNBOOKS = 60
+
+
+def _starter() -> dict[str, KnowledgeEntry]:
+    return {e.id: e for e in load_path(REPO / "knowledge")}
+
+
 def test_repo_knowledge_folder_loads_every_starter_entry() -> None:
-    entries = {e.id: e for e in load_path(REPO / "knowledge")}
+    entries = _starter()  # load_path itself refuses duplicate ids
     assert set(STARTER) <= set(entries), set(STARTER) - set(entries)
-    assert len(entries) >= 9
+    assert len(entries) >= MIN_STARTER_RUNBOOKS
     for ident, entry in entries.items():
         assert entry.kind == "runbook", ident
-        assert {"Symptoms", "Meaning", "Diagnosis", "Mitigation", "Prevention"} <= set(entry.sections), ident
+        assert list(entry.sections) == RUNBOOK_SECTIONS, f"{ident}: sections must be exactly {RUNBOOK_SECTIONS}"
+        assert all(entry.sections[name].strip() for name in RUNBOOK_SECTIONS), f"{ident}: empty section"
         assert entry.sections["Symptoms"].count("`") >= 4, f"{ident}: quote exact error messages in Symptoms"
         assert len(entry.text) <= MAX_TEXT_CHARS
     for ident, needle in STARTER.items():
         assert needle in entries[ident].sections["Symptoms"], ident
         assert needle in entries[ident].embedding_text(), ident  # Symptoms come first, so they survive the cut
+
+
+def test_repo_runbooks_have_distinct_titles_kebab_names_and_a_runbook_size() -> None:
+    entries = _starter()
+    titles = [e.title for e in entries.values()]
+    assert all(titles) and len(set(titles)) == len(titles), "every runbook needs its own title"
+    for entry in entries.values():
+        assert re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*\.md", entry.source), f"{entry.source}: use a kebab-case name"
+        lines = (REPO / "knowledge" / entry.source).read_text(encoding="utf-8").count("\n")
+        assert 40 <= lines <= 90, f"{entry.source}: {lines} lines, keep runbooks between 40 and 90"
+        # The first sentence of Meaning is what a diagnosis states as the root cause: it must be a sentence.
+        first = re.split(r"(?<=[.!?])\s", entry.sections["Meaning"].strip(), maxsplit=1)[0]
+        assert len(first.split()) >= 8 and first.endswith((".", "!", "?")), f"{entry.id}: {first!r}"
+        diagnosis = entry.sections["Diagnosis"]
+        assert re.search(r"(?m)^1\. ", diagnosis) and "`" in diagnosis, f"{entry.id}: numbered checks with commands"
+
+
+def test_knowledge_readme_table_lists_exactly_the_runbooks() -> None:
+    readme = (REPO / "knowledge" / "README.md").read_text(encoding="utf-8")
+    listed = set(re.findall(r"(?m)^\| `([^`]+\.md)` \|", readme))
+    assert listed == {e.source for e in _starter().values()}
 
 
 # -- recorded runbooks (../shared/evaldata) ------------------------------------------------------------

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from agent.api.app import create_app
 from agent.bootstrap import Services, build_services
-from agent.cli_recovery import recovery_app
+from agent.cli.recovery import recovery_app
 from agent.recovery.service import Recovery
 from agent.settings import Settings
 from tests.conftest import INGEST_KEY, admin_headers

@@ -471,7 +471,7 @@ def test_no_code_path_updates_or_deletes_the_audit() -> None:
         for p in [
             *RECOVERY.glob("*.py"),
             REPO / "agent" / "api" / "routes" / "recovery.py",
-            REPO / "agent" / "cli_recovery.py",
+            REPO / "agent" / "cli" / "recovery.py",
         ]
     }
     for path, code in sources.items():

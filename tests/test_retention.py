@@ -377,7 +377,7 @@ def test_stats_and_pattern_counts_unchanged(client: Any) -> None:
 def test_prune_command_dry_run_then_real(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     import typer
 
-    from agent.cli_prune import prune_command
+    from agent.cli.prune import prune_command
 
     monkeypatch.setenv("ERRLEARN_DATABASE_URL", settings.resolved_database_url)
     clock = Clock(dt.datetime.now(dt.UTC) - 45 * DAY)

@@ -1,7 +1,7 @@
 """`errlearn recovery ...`: list actions, read proposals and the audit, approve or deny, dry runs.
 
 Thin: builds the services from the settings, calls `agent.recovery.service.Recovery`, prints tables.
-Registered in `agent/cli.py` with `app.add_typer(recovery_app, name="recovery")`.
+Registered in `agent/cli/__init__.py` with `app.add_typer(recovery_app, name="recovery")`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """`errlearn prune`: delete expired raw events and rotate the JSONL sinks (`--dry-run` only shows what would go).
 
 Works on the database directly (like `errlearn status` without --url), so it also runs while the server is down;
-with the server up it is safe too: it deletes in short batches. Register with `app.command("prune")(prune_command)`.
+with the server up it is safe too: it deletes in short batches. Registered in `agent/cli/__init__.py` with `app.command("prune")(prune_command)`.
 """
 
 from __future__ import annotations

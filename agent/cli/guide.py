@@ -1,7 +1,7 @@
 """`errlearn guide …` and `errlearn learn`: thin wrappers over `agent.guide.service.Guide`.
 
 They work on the database directly (like `errlearn status` without --url), so they also run while the server
-is down. Register with `app.add_typer(guide_app, name="guide")` and `app.command("learn")(learn_command)`.
+is down. Registered in `agent/cli/__init__.py` with `app.add_typer(guide_app, name="guide")` and `app.command("learn")(learn_command)`.
 """
 
 from __future__ import annotations
