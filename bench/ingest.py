@@ -73,7 +73,7 @@ end
 """
 
 
-def wait_healthy(url: str, path: str = "/health", timeout: float = 60) -> None:
+def wait_healthy(url: str, path: str = "/health", timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -87,7 +87,11 @@ def wait_healthy(url: str, path: str = "/health", timeout: float = 60) -> None:
 
 def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_healthy(f"http://127.0.0.1:{port}", probe)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", probe)
+    except TimeoutError:
+        stop(proc)
+        raise
     return proc
 
 
