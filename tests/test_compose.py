@@ -182,7 +182,8 @@ def test_api_port_health_and_metrics_paths_match_the_app(services: dict[str, Any
     api = services[API]
     port = Settings().port
     assert int(env(api)["ERRLEARN_PORT"]) == port == 8090
-    assert f"{port}:{port}" in api["ports"]
+    assert any(p.split(":")[-1] == str(port) and p.startswith(str(port)) for p in api["ports"])
+    assert api["deploy"]["replicas"] == "${ERRLEARN_API_REPLICAS:-1}"  # stateless replicas, scaled by setting
     health = urlsplit(_health_url(api))
     assert (health.port, health.path) == (port, "/health")
     routes = _routes()
