@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from agent import metrics
 from agent.domain import Severity
@@ -37,6 +38,8 @@ PATTERNS = table_of(PatternRow)
 COUNTERS = table_of(CounterRow)
 MINER = table_of(MinerStateRow)
 IDEMPOTENCY = table_of(IdempotencyKeyRow)
+CONFLICT_RETRIES = 5
+"""Attempts at a batch whose new pattern another process created at the same time."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,7 @@ class EventWriter:
     def _process(self, batch: list[_Work]) -> None:
         started = time.perf_counter()  # metrics
         try:
-            results, rows = self._commit(batch)
+            results, rows = self._commit_retrying(batch)
         except Exception as exc:  # the batch is not acknowledged; state is reloaded from the DB
             log.exception("writer transaction failed; %d requests get an error", len(batch))
             self._patterns.clear()
@@ -205,20 +208,38 @@ class EventWriter:
         self.batches += 1
         self.committed_events += len(rows)
         metrics.record_commit(rows, results, time.perf_counter() - started)  # metrics: before the acks, so they see it
+        if rows and self.sink is not None:  # a hand-off to the sink's thread, before the acks: a close drains it
+            try:
+                self.sink.append(rows)
+            except OSError:
+                log.exception("JSONL sink write failed (events are safe in the database)")
         for work, stored in zip(batch, results, strict=True):
             if work.future is not None:
                 work.future.set_result(stored)
-        if rows:
-            if self.sink is not None:
-                try:
-                    self.sink.append(rows)
-                except OSError:
-                    log.exception("JSONL sink write failed (events are safe in the database)")
-            if self.on_committed is not None:
-                try:
-                    self.on_committed(rows)
-                except Exception:
-                    log.exception("on_committed hook failed")
+        if rows and self.on_committed is not None:
+            try:
+                self.on_committed(rows)
+            except Exception:
+                log.exception("on_committed hook failed")
+
+    def _commit_retrying(self, batch: list[_Work]) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
+        """Commit; when the transaction lost a race with another writer process, start over.
+
+        With several processes on one database (`serve --workers`, replicas) two writers may create the
+        same pattern at once (the loser fails on the unique key) or deadlock on PostgreSQL; the failed
+        transaction rolls back whole. The retry reloads state from the database, finds the winner's
+        pattern and counts into it.
+        """
+        for attempt in range(1, CONFLICT_RETRIES + 1):
+            try:
+                return self._commit(batch)
+            except DBAPIError as exc:
+                if not _conflict(exc) or attempt == CONFLICT_RETRIES:
+                    raise
+                log.info("writer: conflict with another writer process (%s); retrying (%d)", type(exc.orig), attempt)
+                self._patterns.clear()
+                self._grouper = self._load_grouper()
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _load_grouper(self) -> Grouper:
         with self.engine.connect() as conn:
@@ -329,7 +350,7 @@ class EventWriter:
         new_ids: set[str] = set()
         changed_ids: set[str] = set()
         new_rows = []
-        for fp, group in by_fp.items():
+        for fp, group in sorted(by_fp.items()):  # one row order in every process: no deadlocks between writers
             first_row, first_grouping = group[0]
             last_grouping = group[-1][1]
             times = [r["timestamp"] for r, _ in group]
@@ -389,6 +410,11 @@ class EventWriter:
         ins = _insert_for(conn)(COUNTERS)
         stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
         conn.execute(stmt, [{"name": k, "value": v} for k, v in sorted(counters.items())])
+
+
+def _conflict(exc: DBAPIError) -> bool:
+    """A unique-key race, a deadlock or a serialization failure with another writer: worth a retry."""
+    return isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _lock_for_write(conn: Connection) -> None:
