@@ -13,6 +13,7 @@ WORKDIR /app
 # Only what the wheel is built from (pyproject: packages agent + evals, force-included prompts + knowledge).
 COPY pyproject.toml README.md ./
 COPY agent ./agent
+COPY sdk ./sdk
 COPY evals ./evals
 COPY prompts ./prompts
 COPY knowledge ./knowledge

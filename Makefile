@@ -28,8 +28,8 @@ test: $(STAMP) ## run the whole test suite (PostgreSQL too when ERRLEARN_TEST_DA
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP) ## ruff + mypy --strict
-	$(BIN)/ruff check agent evals bench tests
-	$(BIN)/ruff format --check agent evals bench tests
+	$(BIN)/ruff check agent evals bench tests sdk
+	$(BIN)/ruff format --check agent evals bench tests sdk
 	$(BIN)/mypy
 
 typecheck: $(STAMP) ## mypy --strict

@@ -62,7 +62,7 @@ class Grouping(BaseModel):
     reason: str
     frames: tuple[Frame, ...] = ()
     fingerprint_source: str = ""
-    """For template grouping: the Drain3 cluster id the fingerprint was made from."""
+    """For template grouping: the masked template the fingerprint was made from."""
 
 
 class ErrorEvent(BaseModel):

@@ -26,18 +26,15 @@ import time
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
+from typing import Any, ParamSpec, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, column, func, select, table
+from sqlalchemy import Connection, Engine, column, func, select, table
 
 from agent import __version__
 from agent.store.tables import DiagnosisRow, JobRow, LearningRunRow, PatternRow, table_of
-
-if TYPE_CHECKING:
-    from agent.service import Core
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +84,20 @@ class _Stored(Protocol):
     def pattern_id(self) -> str: ...
     @property
     def new_pattern(self) -> bool: ...
+
+
+class _Writer(Protocol):
+    @property
+    def depth(self) -> int: ...
+
+
+class _Core(Protocol):
+    """What the state collector reads from `agent.service.Core` (a protocol: metrics sits below the service)."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def writer(self) -> _Writer | None: ...
 
 
 class _ModelResult(Protocol):
@@ -139,12 +150,12 @@ def _read_state(conn: Connection) -> _StateSnapshot:
 class _StateCollector(Collector):
     """Reads the database (and the writer's queue) when Prometheus scrapes; cached for `STATE_CACHE_S`."""
 
-    def __init__(self, core: Callable[[], Core | None]) -> None:
+    def __init__(self, core: Callable[[], _Core | None]) -> None:
         self._core = core
         self._lock = threading.Lock()
         self._cached: tuple[float, _StateSnapshot] | None = None
 
-    def _snapshot(self, core: Core) -> _StateSnapshot:
+    def _snapshot(self, core: _Core) -> _StateSnapshot:
         with self._lock:
             now = time.monotonic()
             if self._cached is not None and now - self._cached[0] < STATE_CACHE_S:
@@ -220,7 +231,7 @@ class Metrics:
         self,
         registry: CollectorRegistry | None = None,
         *,
-        core: Callable[[], Core | None] | None = None,
+        core: Callable[[], _Core | None] | None = None,
         service_limit: int = SERVICE_LABEL_LIMIT,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()

@@ -103,6 +103,7 @@ class Core:
             max_batch=self.settings.writer_max_batch,
             pattern_hooks=self.pattern_hooks,
             on_committed=self.live.add_received,
+            on_commit=metrics.record_commit,
         )
         self.writer.start()
         return self

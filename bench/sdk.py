@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from agent.sdk import Client
-from agent.sdk.standin import StandInServer
+from errlearn_sdk import Client
+from errlearn_sdk.standin import StandInServer
 
 KEY = "bench-key-0123456789"
 

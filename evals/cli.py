@@ -1,4 +1,4 @@
-"""`errlearn eval SUITE --data PATH`: the eval runner's command line (registered in agent/cli.py).
+"""`errlearn eval SUITE --data PATH`: the eval runner's command line (registered in agent/cli/__init__.py).
 
     app.command("eval")(eval_command)
 
@@ -15,10 +15,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-
-from evals.dataset import DatasetError
-from evals.report import print_report, write_report
-from evals.runner import DEFAULT_THRESHOLDS, SEED_KNOWLEDGE, EvalError, RunOptions, check_thresholds, run_eval
 
 console = Console()
 err_console = Console(stderr=True)
@@ -62,14 +58,20 @@ def eval_command(
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric is below its threshold")] = False,
     thresholds: Annotated[
-        Path, typer.Option(help="thresholds file for --check", show_default="evals/thresholds.toml")
-    ] = DEFAULT_THRESHOLDS,
+        Path | None, typer.Option(help="thresholds file for --check", show_default="evals/thresholds.toml")
+    ] = None,
     no_knowledge: Annotated[
         bool, typer.Option("--no-knowledge", help="do not import the seed knowledge/ before diagnosing")
     ] = False,
 ) -> None:
     """Run an eval suite on errlearn's real pipeline (fresh temporary data dir) and report its metrics."""
+    # The pipeline (the model stack, Chroma) loads here, not when `errlearn --help` builds the command list.
     from agent.llm.providers import ModelUnavailable
+    from evals.dataset import DatasetError
+    from evals.report import print_report, write_report
+    from evals.runner import DEFAULT_THRESHOLDS, SEED_KNOWLEDGE, EvalError, RunOptions, check_thresholds, run_eval
+
+    thresholds = thresholds or DEFAULT_THRESHOLDS
 
     logging.getLogger("chromadb").setLevel(logging.ERROR)
     options = RunOptions(limit=limit, judge=judge, knowledge=None if no_knowledge else SEED_KNOWLEDGE)

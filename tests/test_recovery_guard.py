@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from agent.recovery.guard import Checked, Refusal, check_proposal, render_argv, show, value_problem
+from agent.recovery.guard import Checked, Refusal, check_proposal, render_argv
+from agent.recovery.values import show, value_problem
 from tests.test_recovery_support import RESTART, SERVICES, config
 
 DOCKER = "/usr/bin/docker"

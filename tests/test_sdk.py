@@ -12,14 +12,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import errlearn_sdk as sdk
 import pytest
+from errlearn_sdk import Client, ClientConfig, ClientOptions, ErrlearnHandler, ErrlearnMiddleware, install_excepthooks
+from errlearn_sdk.standin import StandInServer
 from fastapi import FastAPI, HTTPException
 from fastapi.testclient import TestClient
 
-from agent import sdk
 from agent.ingest.stacktrace import parse_stack
-from agent.sdk import Client, ClientConfig, ClientOptions, ErrlearnHandler, ErrlearnMiddleware, install_excepthooks
-from agent.sdk.standin import StandInServer
 
 KEY = "k" * 20
 EVENT_KEYS = {

@@ -11,11 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
-
-from agent.sdk.capture import Captured, ExcSnapshot, pairs, shape, snapshot_exception
-from agent.sdk.options import ClientOptions
-from agent.sdk.render import Renderer
-from agent.sdk.sampling import FloodControl
+from errlearn_sdk.capture import Captured, ExcSnapshot, pairs, shape, snapshot_exception
+from errlearn_sdk.options import ClientOptions
+from errlearn_sdk.render import Renderer
+from errlearn_sdk.sampling import FloodControl
 
 
 class _Plain:
@@ -194,7 +193,7 @@ def test_flood_control_stays_bounded_with_many_keys() -> None:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
 def test_default_spool_dir_is_per_service_under_the_cache_dir(monkeypatch: pytest.MonkeyPatch) -> None:
-    from agent.sdk.options import default_spool_dir
+    from errlearn_sdk.options import default_spool_dir
 
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/u")
     assert str(default_spool_dir("billing-api")) == "/var/cache/u/errlearn/spool/billing-api"

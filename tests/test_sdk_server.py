@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from errlearn_sdk import Client
 
-from agent.sdk import Client
 from tests.support import serve_in_thread
 
 KEY = "k" * 20

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import orjson
-
-from agent.sdk.spool import Spool
+from errlearn_sdk.spool import Spool
 
 
 def _lines(tag: str, n: int, size: int = 10) -> list[bytes]:

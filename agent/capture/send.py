@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-
-from agent.sdk.spool import Spool
-from agent.sdk.transport import HttpTransport, Outcome, batch_body
+from errlearn_sdk.spool import Spool
+from errlearn_sdk.transport import HttpTransport, Outcome, batch_body
 
 log = logging.getLogger(__name__)
 

@@ -12,16 +12,16 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markdown import Markdown
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from agent.guide.models import GuideStatus
-from agent.guide.service import Guide, ReviewOutcome
+from agent.guide.status import GuideStatus
+
+if TYPE_CHECKING:  # the guide stack (pydantic-ai, the model providers) loads only in the commands
+    from agent.guide.service import Guide, ReviewOutcome
 
 guide_app = typer.Typer(
     help="The error prevention guide: review drafts, render the file, import entries.", no_args_is_help=True
@@ -50,6 +50,7 @@ Reviewer = Annotated[
 @contextmanager
 def _guide() -> Iterator[Guide]:
     from agent.diagnose import Diagnoser
+    from agent.guide.service import Guide
     from agent.runtime import Runtime
     from agent.settings import get_settings
     from agent.store.db import DatabaseUnavailable, migrate
@@ -129,6 +130,8 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
 ) -> None:
     """Show an entry next to its evidence, linked patterns, history and prevention metric."""
+    from rich.markdown import Markdown
+
     from agent.guide.render import render_entry
 
     with _guide() as guide:
@@ -244,6 +247,8 @@ def learn_command(
     as_json: Annotated[bool, typer.Option("--json", help="print the run report as JSON")] = False,
 ) -> None:
     """Run a learning pass now: draft guide entries for new and recurring patterns."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     with _guide() as guide:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=err_console, transient=True, disable=as_json) as bar:

@@ -10,14 +10,15 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent.store.retention import PrunePlan, PruneReport, Retention, ServiceSlice
-from agent.store.sink_rotation import SinkAction, SinkPlan
+if TYPE_CHECKING:  # the database stack loads only when the command runs
+    from agent.store.retention import PrunePlan, PruneReport, Retention, ServiceSlice
+    from agent.store.sink_rotation import SinkAction, SinkPlan
 
 console = Console()
 err_console = Console(stderr=True)
@@ -119,6 +120,7 @@ def prune_command(
     """Delete expired raw events (patterns, diagnoses, guide entries and counters stay) and rotate the JSONL sinks."""
     from agent.settings import get_settings
     from agent.store.db import DatabaseUnavailable, make_engine, migrate
+    from agent.store.retention import PrunePlan, Retention
 
     try:
         settings = get_settings()

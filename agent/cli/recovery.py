@@ -10,16 +10,18 @@ import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from agent.recovery.config import RecoveryConfigError
-from agent.recovery.models import ProposalResult, ProposalStatus
-from agent.recovery.service import ProposalNotFound, Recovery, load_recovery_config
+from agent.recovery.status import ProposalStatus
+
+if TYPE_CHECKING:  # the recovery stack loads only in the commands
+    from agent.recovery.models import ProposalResult
+    from agent.recovery.service import Recovery
 
 recovery_app = typer.Typer(
     help="Guarded recovery actions: allow-list, proposals, approvals, dry runs, audit.", no_args_is_help=True
@@ -38,6 +40,8 @@ def _fail(message: str, code: int = 2) -> None:
 @contextmanager
 def _recovery() -> Iterator[Recovery]:
     from agent.bootstrap import build_services
+    from agent.recovery.config import RecoveryConfigError
+    from agent.recovery.service import Recovery, load_recovery_config
     from agent.settings import get_settings
     from agent.store.db import migrate
 
@@ -163,6 +167,8 @@ def proposals(
 @recovery_app.command()
 def approve(proposal_id: int) -> None:
     """Approve a proposal; the worker runs it at its next recovery tick (limits still apply)."""
+    from agent.recovery.service import ProposalNotFound
+
     with _recovery() as recovery:
         try:
             _result(recovery.approve(proposal_id, _me()))
@@ -173,6 +179,8 @@ def approve(proposal_id: int) -> None:
 @recovery_app.command()
 def deny(proposal_id: int, reason: Annotated[str, typer.Option(help="why, for the audit")] = "denied") -> None:
     """Deny an open proposal."""
+    from agent.recovery.service import ProposalNotFound
+
     with _recovery() as recovery:
         try:
             _result(recovery.deny(proposal_id, _me(), reason))

@@ -12,6 +12,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from agent.guide.status import GuideStatus as GuideStatus  # re-exported: callers import it from here
+
 ENTRY_ID = re.compile(r"^ERROR-(\d{1,9})$")
 
 
@@ -24,13 +26,6 @@ def entry_number(ident: str) -> int | None:
     """The number in `ERROR-007` (case-insensitive), or None when `ident` is not an entry id."""
     m = ENTRY_ID.match(ident.strip().upper())
     return int(m.group(1)) if m else None
-
-
-class GuideStatus(StrEnum):
-    draft = "draft"
-    approved = "approved"
-    rejected = "rejected"
-    superseded = "superseded"
 
 
 LIVE_STATUSES = (GuideStatus.draft, GuideStatus.approved)

@@ -26,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.recovery.conditions import ConditionSpec
+from agent.recovery.values import Refusal, check_value, value_problem
 
 ACTION_ID = re.compile(r"[a-z][a-z0-9_]{0,63}")
 PARAM_NAME = re.compile(r"[a-z_][a-z0-9_]{0,31}")
@@ -248,8 +249,6 @@ class RecoveryConfig(BaseModel):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RecoveryConfig:
-        from agent.recovery.guard import Refusal, check_value, value_problem
-
         seen: set[str] = set()
         for action in self.actions:
             if action.id in seen:

@@ -8,19 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-
-class ProposalStatus(StrEnum):
-    proposed = "proposed"
-    approved = "approved"
-    running = "running"
-    denied = "denied"
-    expired = "expired"
-    dry_run = "dry_run"
-    succeeded = "succeeded"
-    failed = "failed"
-    escalated = "escalated"
-    """Ran, but the triggering pattern's error rate did not drop: a person should look."""
-
+from agent.recovery.status import ProposalStatus as ProposalStatus  # re-exported: callers import it from here
 
 OPEN_STATUSES = (ProposalStatus.proposed, ProposalStatus.approved)
 

@@ -20,7 +20,7 @@ from agent.llm.agents import ActionInfo
 from agent.recovery import store
 from agent.recovery.config import Mode, ParamSpec, RecoveryConfig, load_recovery_config
 from agent.recovery.executor import CommandRunner, SubprocessRunner
-from agent.recovery.guard import MAX_PROPOSALS_PER_DIAGNOSIS, Refusal, check_proposal, recheck, show
+from agent.recovery.guard import MAX_PROPOSALS_PER_DIAGNOSIS, Refusal, check_proposal, recheck
 from agent.recovery.models import (
     OPEN_STATUSES,
     ActionView,
@@ -35,6 +35,7 @@ from agent.recovery.models import (
 from agent.recovery.policy import Policy
 from agent.recovery.runs import Runs
 from agent.recovery.triggers import bindings, load_snapshot
+from agent.recovery.values import show
 
 __all__ = ["ProposalNotFound", "Recovery", "load_recovery_config"]
 

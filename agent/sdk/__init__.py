@@ -1,20 +1,34 @@
-"""errlearn's capture SDK: report a service's errors to an errlearn server at negligible cost.
+"""Deprecated: `agent.sdk` is now the separate distribution `errlearn-sdk` (`import errlearn_sdk`).
 
-    from agent import sdk
-
-    sdk.init("http://127.0.0.1:8090", key="...", service="billing")
-    try:
-        charge()
-    except Exception:
-        sdk.capture_exception()
-
-See docs/sdk.md.
+This thin re-export stays for one release (errlearn 0.2 removes it). Install the SDK alone with
+`pip install ./sdk/python` and write `import errlearn_sdk as sdk`; the names are the same.
 """
 
-from agent.sdk.api import capture_exception, capture_message, close, flush, get_client, init, stats
-from agent.sdk.client import Client, ClientConfig
-from agent.sdk.integrations import ErrlearnHandler, ErrlearnMiddleware, install_excepthooks
-from agent.sdk.options import ClientOptions, default_spool_dir
+import warnings
+
+from errlearn_sdk import (
+    Client,
+    ClientConfig,
+    ClientOptions,
+    ErrlearnHandler,
+    ErrlearnMiddleware,
+    __version__,
+    capture_exception,
+    capture_message,
+    close,
+    default_spool_dir,
+    flush,
+    get_client,
+    init,
+    install_excepthooks,
+    stats,
+)
+
+warnings.warn(
+    "agent.sdk is deprecated: install errlearn-sdk (sdk/python) and import errlearn_sdk instead",
+    DeprecationWarning,
+    stacklevel=2,
+)
 
 __all__ = [
     "Client",
@@ -22,6 +36,7 @@ __all__ = [
     "ClientOptions",
     "ErrlearnHandler",
     "ErrlearnMiddleware",
+    "__version__",
     "capture_exception",
     "capture_message",
     "close",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
+from filelock import FileLock
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -61,10 +64,41 @@ def alembic_config(engine: Engine) -> Config:
     return cfg
 
 
+MIGRATION_LOCK_KEY = 0x6572726C_6D696772 & 0x7FFF_FFFF_FFFF_FFFF
+"""PostgreSQL advisory lock id held while migrating ("errlmigr"); the same in every errlearn process."""
+
+
+@contextlib.contextmanager
+def _sqlite_migration_lock(engine: Engine) -> Iterator[None]:
+    path = engine.url.database or ""
+    if not path or path == ":memory:":
+        yield
+        return
+    with FileLock(f"{path}.migrate.lock", timeout=300):
+        yield
+
+
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest revision (idempotent)."""
+    """Bring the schema to the newest revision (idempotent).
+
+    Runs under a lock, so N processes starting at once on an empty database all come up: PostgreSQL
+    takes a transaction-scoped advisory lock (released at commit), SQLite a file lock beside the
+    database. The second process then finds the schema at head and does nothing.
+    """
+    try:
+        with _sqlite_migration_lock(engine) if engine.dialect.name == "sqlite" else contextlib.nullcontext():
+            _migrate_locked(engine)
+    except TimeoutError as exc:
+        raise DatabaseUnavailable(
+            f"cannot migrate database {engine.url!r}: migration lock not acquired: {exc}"
+        ) from exc
+
+
+def _migrate_locked(engine: Engine) -> None:
     try:
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             cfg = alembic_config(engine)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "heads")

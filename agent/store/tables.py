@@ -79,16 +79,27 @@ class PatternRow(Base):
     """Bumped when what we would embed for this pattern changes (new pattern, new template)."""
     indexed_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     """The content_version last written to the vector store."""
+    merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    """Set when the merge pass folded this pattern into another (its events moved there); see PatternAliasRow."""
 
 
-class MinerStateRow(Base):
-    """Drain3's state, saved in the same transaction as the events it grouped."""
+class PatternAliasRow(Base):
+    """A stored merge decision: events whose fingerprint is `fingerprint` belong to `target_id`.
 
-    __tablename__ = "miner_state"
+    Written by the merge pass (`kind` "merge", with its `reason`) and by an admin unmerge (`kind`
+    "split": the fingerprint keeps its own pattern and the merge pass leaves it alone). Ingest on every
+    replica reads it for the fingerprints of each batch, so a decision holds everywhere at once.
+    """
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    state: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)
-    updated_at: Mapped[dt.datetime] = mapped_column(nullable=False)
+    __tablename__ = "pattern_aliases"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    target_id: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    actor: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(nullable=False)
 
 
 class CounterRow(Base):

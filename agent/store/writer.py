@@ -1,9 +1,12 @@
 """The single event writer: groups events, stores them, commits, then acknowledges.
 
 Requests hand their events to one writer thread. It takes everything queued (up to a limit) and
-commits it in ONE transaction: events, pattern counters, Drain3's state and stats counters. Only
+commits it in ONE transaction: events, pattern counters and stats counters. Only
 after the commit returns are the callers' futures resolved, so an acknowledged event is durable.
 Batching concurrent requests (group commit) is what makes a per-commit fsync affordable.
+
+Pattern assignment is content-addressed (`agent.ingest.grouping`) and honours the stored merge
+decisions (`pattern_aliases`), read for each batch's fingerprints: replicas on one database agree.
 """
 
 from __future__ import annotations
@@ -19,24 +22,23 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
 
-from agent import metrics
 from agent.domain import Severity
 from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
-from agent.ingest.template import TemplateMinerStore
 from agent.store.sink_queue import Sink
-from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, MinerStateRow, PatternRow, table_of
+from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, PatternAliasRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
 
 EVENTS = table_of(EventRow)
 PATTERNS = table_of(PatternRow)
 COUNTERS = table_of(CounterRow)
-MINER = table_of(MinerStateRow)
+ALIASES = table_of(PatternAliasRow)
 IDEMPOTENCY = table_of(IdempotencyKeyRow)
 CONFLICT_RETRIES = 5
 """Attempts at a batch whose new pattern another process created at the same time."""
@@ -52,7 +54,6 @@ class Stored:
 @dataclass
 class _PatternInfo:
     id: str
-    template: str
     max_rank: int
 
 
@@ -66,6 +67,10 @@ class _Work:
 
 PatternHook = Callable[[Connection, list[str], list[str]], None]
 """Called inside the writer's transaction with the ids of new patterns and of changed ones."""
+
+CommitRecorder = Callable[[list[dict[str, Any]], list[list[Stored]], float], None]
+"""Called after each commit, before the acks, with the rows, the results per request and the seconds it took
+(the service passes `agent.metrics.record_commit`: the store does not import the layer above)."""
 
 
 class WriterStopped(RuntimeError):
@@ -85,16 +90,18 @@ class EventWriter:
         max_batch: int = 2000,
         pattern_hooks: Sequence[PatternHook] = (),
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
+        on_commit: CommitRecorder | None = None,
     ) -> None:
         self.engine = engine
         self.sink = sink
         self.max_batch = max_batch
         self.pattern_hooks = list(pattern_hooks)
         self.on_committed = on_committed
+        self.on_commit = on_commit
         self._queue: queue.Queue[_Work | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._patterns: dict[str, _PatternInfo] = {}
-        self._grouper = self._load_grouper()
+        self._grouper = Grouper()
         self.batches = 0
         self.committed_events = 0
         self._queued_events = 0  # submitted, not yet taken into a transaction (backpressure reads it)
@@ -197,17 +204,14 @@ class EventWriter:
         except Exception as exc:  # the batch is not acknowledged; state is reloaded from the DB
             log.exception("writer transaction failed; %d requests get an error", len(batch))
             self._patterns.clear()
-            try:
-                self._grouper = self._load_grouper()
-            except Exception:
-                log.exception("could not reload grouping state")
             for work in batch:
                 if work.future is not None and not work.future.done():
                     work.future.set_exception(exc)
             return
         self.batches += 1
         self.committed_events += len(rows)
-        metrics.record_commit(rows, results, time.perf_counter() - started)  # metrics: before the acks, so they see it
+        if self.on_commit is not None:  # metrics: before the acks, so they see it
+            self.on_commit(rows, results, time.perf_counter() - started)
         if rows and self.sink is not None:  # a hand-off to the sink's thread, before the acks: a close drains it
             try:
                 self.sink.append(rows)
@@ -238,13 +242,7 @@ class EventWriter:
                     raise
                 log.info("writer: conflict with another writer process (%s); retrying (%d)", type(exc.orig), attempt)
                 self._patterns.clear()
-                self._grouper = self._load_grouper()
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _load_grouper(self) -> Grouper:
-        with self.engine.connect() as conn:
-            state = conn.execute(select(MINER.c.state).where(MINER.c.id == 1)).scalar()
-        return Grouper(TemplateMinerStore(state))
 
     def _replays(self, batch: list[_Work]) -> dict[int, list[Stored] | int]:
         """Works whose Idempotency-Key was already committed (stored results), or repeats an earlier work
@@ -289,18 +287,19 @@ class EventWriter:
                 )
                 row = dict(ev)
                 row["id"] = new_event_id()
-                row["pattern_id"] = pattern_id_for(grouping.fingerprint)
                 rows.append(row)
                 items.append((row, grouping))
             per_work.append(items)
 
         with self.engine.begin() as conn:
             _lock_for_write(conn)
-            new_ids, changed_ids = self._upsert_patterns(conn, [i for items in per_work for i in items])
+            all_items = [i for items in per_work for i in items]
+            targets = _merge_targets(conn, {g.fingerprint for _, g in all_items})
+            for row, grouping in all_items:
+                row["pattern_id"] = targets.get(grouping.fingerprint) or pattern_id_for(grouping.fingerprint)
+            new_ids, changed_ids = self._upsert_patterns(conn, all_items)
             if rows:
                 conn.execute(insert(EVENTS), rows)
-            if grouper.dirty:
-                self._save_miner(conn, grouper)
             counters: dict[str, int] = {}
             for work in batch:
                 for k, v in work.counters.items():
@@ -326,7 +325,6 @@ class EventWriter:
                 conn.execute(insert(IDEMPOTENCY), keyed)
             if self.batches % 1000 == 0:  # keys are kept a day
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
-        grouper.dirty = False
         results: list[list[Stored]] = []
         for i, own in enumerate(fresh):
             replay = replays.get(i)
@@ -334,37 +332,36 @@ class EventWriter:
         return results, rows
 
     def _upsert_patterns(self, conn: Connection, items: list[tuple[dict[str, Any], Any]]) -> tuple[set[str], set[str]]:
-        by_fp: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        """Count the batch's events into their patterns; create the new ones.
+
+        Keyed by pattern id (the fingerprint's, or a merge target's). A new pattern is inserted with
+        ON CONFLICT DO UPDATE, so two replicas creating the same pattern at once both succeed and add up.
+        """
+        by_pid: dict[str, list[tuple[dict[str, Any], Any]]] = {}
         for row, grouping in items:
-            by_fp.setdefault(grouping.fingerprint, []).append((row, grouping))
-        missing = [fp for fp in by_fp if fp not in self._patterns]
-        if missing:
-            for chunk_start in range(0, len(missing), 500):
-                chunk = missing[chunk_start : chunk_start + 500]
-                for pid, fp, template, sev in conn.execute(
-                    select(PATTERNS.c.id, PATTERNS.c.fingerprint, PATTERNS.c.template, PATTERNS.c.max_severity).where(
-                        PATTERNS.c.fingerprint.in_(chunk)
-                    )
-                ):
-                    self._patterns[fp] = _PatternInfo(pid, template, Severity(sev).rank)
+            by_pid.setdefault(row["pattern_id"], []).append((row, grouping))
+        missing = [pid for pid in by_pid if pid not in self._patterns]
+        for chunk_start in range(0, len(missing), 500):
+            chunk = missing[chunk_start : chunk_start + 500]
+            for pid, sev in conn.execute(
+                select(PATTERNS.c.id, PATTERNS.c.max_severity).where(PATTERNS.c.id.in_(chunk))
+            ):
+                self._patterns[pid] = _PatternInfo(pid, Severity(sev).rank)
         new_ids: set[str] = set()
-        changed_ids: set[str] = set()
         new_rows = []
-        for fp, group in sorted(by_fp.items()):  # one row order in every process: no deadlocks between writers
+        for pid, group in sorted(by_pid.items()):  # one row order in every process: no deadlocks between writers
             first_row, first_grouping = group[0]
-            last_grouping = group[-1][1]
             times = [r["timestamp"] for r, _ in group]
             top = max((Severity(r["severity"]) for r, _ in group), key=lambda s: s.rank)
-            info = self._patterns.get(fp)
+            info = self._patterns.get(pid)
             if info is None:
-                pid = first_row["pattern_id"]
                 new_rows.append(
                     {
                         "id": pid,
-                        "fingerprint": fp,
+                        "fingerprint": first_grouping.fingerprint,
                         "service": first_row["service"],
                         "error_type": first_row["error_type"],
-                        "template": last_grouping.template,
+                        "template": first_grouping.template,
                         "method": first_grouping.method.value,
                         "reason": first_grouping.reason,
                         "first_seen": min(times),
@@ -377,7 +374,7 @@ class EventWriter:
                         "indexed_version": 0,
                     }
                 )
-                self._patterns[fp] = _PatternInfo(pid, last_grouping.template, top.rank)
+                self._patterns[pid] = _PatternInfo(pid, top.rank)
                 new_ids.add(pid)
                 continue
             values: dict[str, Any] = {
@@ -386,23 +383,25 @@ class EventWriter:
                 "resolved": False,
             }
             if top.rank > info.max_rank:
-                values["max_severity"] = top.value
+                values["max_severity"] = _higher_severity(PATTERNS.c.max_severity, top.value)
                 info.max_rank = top.rank
-            if last_grouping.template != info.template:
-                values["template"] = last_grouping.template
-                values["content_version"] = PATTERNS.c.content_version + 1
-                info.template = last_grouping.template
-                changed_ids.add(info.id)
             conn.execute(update(PATTERNS).where(PATTERNS.c.id == info.id).values(**values))
         if new_rows:
-            conn.execute(insert(PATTERNS), new_rows)
-        return new_ids, changed_ids
-
-    @staticmethod
-    def _save_miner(conn: Connection, grouper: Grouper) -> None:
-        values = {"id": 1, "state": grouper.miner.snapshot(), "updated_at": dt.datetime.now(dt.UTC)}
-        stmt = _upsert(conn, MINER, values, ["id"], {"state": values["state"], "updated_at": values["updated_at"]})
-        conn.execute(stmt)
+            ins = _insert_for(conn)(PATTERNS)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["id"],
+                    set_={
+                        "count": PATTERNS.c.count + ins.excluded.count,
+                        "last_seen": _greatest(conn, PATTERNS.c.last_seen, ins.excluded.last_seen),
+                        "first_seen": _least(conn, PATTERNS.c.first_seen, ins.excluded.first_seen),
+                        "max_severity": _higher_severity(PATTERNS.c.max_severity, ins.excluded.max_severity),
+                        "resolved": False,
+                    },
+                ),
+                new_rows,
+            )
+        return new_ids, set()
 
     @staticmethod
     def _add_counters(conn: Connection, counters: dict[str, int]) -> None:
@@ -433,11 +432,44 @@ def _insert_for(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _upsert(conn: Connection, table: Any, values: dict[str, Any], keys: list[str], set_: dict[str, Any]) -> Any:
-    return _insert_for(conn)(table).values(**values).on_conflict_do_update(index_elements=keys, set_=set_)
+def _merge_targets(conn: Connection, fingerprints: set[str]) -> dict[str, str]:
+    """Stored merge decisions for these fingerprints: fingerprint -> the pattern id its events go to.
+
+    Read per batch (one indexed query for the batch's distinct fingerprints, whatever the number of
+    stored templates), so a merge recorded by any replica holds on every replica from its next batch.
+    A target that no longer exists (retention) is ignored: the event keeps its own pattern.
+    """
+    if not fingerprints:
+        return {}
+    out: dict[str, str] = {}
+    fps = sorted(fingerprints)
+    for start in range(0, len(fps), 500):
+        chunk = fps[start : start + 500]
+        stmt = (
+            select(ALIASES.c.fingerprint, ALIASES.c.target_id)
+            .join(PATTERNS, PATTERNS.c.id == ALIASES.c.target_id)
+            .where(ALIASES.c.fingerprint.in_(chunk), ALIASES.c.kind == "merge")
+        )
+        out.update({fp: target for fp, target in conn.execute(stmt)})
+    return out
 
 
-def _greatest(conn: Connection, column: Any, value: dt.datetime) -> Any:
+def _greatest(conn: Connection, column: Any, value: Any) -> Any:
     # SQLite's two-argument max() is its GREATEST; bind with the column's type so SQLite compares like with like.
     fn = func.greatest if conn.dialect.name == "postgresql" else func.max
-    return fn(column, literal(value, type_=column.type))
+    return fn(column, value if isinstance(value, ColumnElement) else literal(value, type_=column.type))
+
+
+def _least(conn: Connection, column: Any, value: Any) -> Any:
+    fn = func.least if conn.dialect.name == "postgresql" else func.min
+    return fn(column, value)
+
+
+def _severity_rank(expr: Any) -> Any:
+    return case({s.value: s.rank for s in Severity}, value=expr, else_=-1)
+
+
+def _higher_severity(column: Any, value: Any) -> Any:
+    """The higher of the stored severity and `value` (in SQL: another replica may have raised it meanwhile)."""
+    other = value if isinstance(value, ColumnElement) else literal(value, type_=column.type)
+    return case((_severity_rank(other) > _severity_rank(column), other), else_=column)

@@ -58,7 +58,7 @@ def present() -> bool:
 def allowed_argv(argv: Sequence[str], config: Any) -> bool:
     """True when `argv` is exactly what some allow-listed action's template produces with valid values."""
     from agent.recovery.config import PLACEHOLDER
-    from agent.recovery.guard import Refusal, check_value
+    from agent.recovery.values import Refusal, check_value
 
     for action in config.actions:
         if len(action.argv) != len(argv):

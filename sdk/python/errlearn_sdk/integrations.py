@@ -1,6 +1,6 @@
 """Hooks that feed a client without code at every call site: logging, ASGI apps, uncaught exceptions.
 
-Each takes an explicit `Client` or, when given none, uses the one from `agent.sdk.init()` at the time
+Each takes an explicit `Client` or, when given none, uses the one from `errlearn_sdk.init()` at the time
 of the error (so they can be installed before `init`).
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from types import TracebackType
 from typing import Any
 
-from agent.sdk import api
-from agent.sdk.client import Client, is_sender_thread
-from agent.sdk.options import SeverityName
+from errlearn_sdk import api
+from errlearn_sdk.client import Client, is_sender_thread
+from errlearn_sdk.options import SeverityName
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

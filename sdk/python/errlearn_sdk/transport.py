@@ -1,6 +1,6 @@
 """One HTTP request per batch to `POST /errors/batch`, and what its answer means for the batch.
 
-Stdlib `http.client` on one kept-alive connection: the SDK adds no dependency but orjson and costs
+Stdlib `http.client` on one kept-alive connection: the SDK adds no dependency (orjson only when installed) and costs
 no event loop. Only the sender thread uses a transport.
 """
 
@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 from urllib.parse import urlsplit
 
-import orjson
-
-from agent import __version__
+from errlearn_sdk import _json
+from errlearn_sdk._version import __version__
 
 USER_AGENT = f"errlearn-python/{__version__}"
 log = logging.getLogger("errlearn.sdk")
@@ -164,10 +163,10 @@ def _classify(status: int, payload: bytes, retry_after: float | None) -> SendRes
 def _counts(payload: bytes) -> tuple[int | None, int, str]:
     """(accepted, rejected, first rejection) from a 202 answer; tolerant of a body we do not understand."""
     try:
-        answer = orjson.loads(payload)
+        answer = _json.loads(payload)
         accepted = int(answer.get("accepted", 0))
         rejected = int(answer.get("rejected", 0))
         first = next((r for r in answer.get("results", ()) if r.get("status") == "rejected"), None)
-        return accepted, rejected, orjson.dumps(first).decode()[:300] if first else ""
+        return accepted, rejected, _json.dumps(first).decode()[:300] if first else ""
     except Exception:
         return None, 0, ""

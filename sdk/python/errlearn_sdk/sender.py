@@ -15,12 +15,12 @@ import time
 import uuid
 from typing import Protocol
 
-from agent.sdk.capture import Captured
-from agent.sdk.options import ClientOptions
-from agent.sdk.render import Renderer
-from agent.sdk.spool import Spool
-from agent.sdk.stats import Counters
-from agent.sdk.transport import HttpTransport, Outcome, SendResult, batch_body
+from errlearn_sdk.capture import Captured
+from errlearn_sdk.options import ClientOptions
+from errlearn_sdk.render import Renderer
+from errlearn_sdk.spool import Spool
+from errlearn_sdk.stats import Counters
+from errlearn_sdk.transport import HttpTransport, Outcome, SendResult, batch_body
 
 log = logging.getLogger("errlearn.sdk")
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import orjson
+from errlearn_sdk import _json
 
 
 @dataclass
@@ -118,10 +118,10 @@ class StandInServer:
                 accepted = int(answer["accepted"])
                 self.event_count += accepted
                 if self.record_events:
-                    record.events = orjson.loads(body)["errors"]
+                    record.events = _json.loads(body)["errors"]
             self.requests.append(record)
             self._changed.notify_all()
-        return status, orjson.dumps(answer) if answer is not None else b""
+        return status, _json.dumps(answer) if answer is not None else b""
 
     def _decide(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any] | None]:
         if path != "/errors/batch":
@@ -133,7 +133,7 @@ class StandInServer:
         if scripted is not None:
             return scripted, {"detail": f"scripted {scripted}"}
         try:
-            events = orjson.loads(body)["errors"]
+            events = _json.loads(body)["errors"]
             assert isinstance(events, list)
         except Exception:
             return 400, {"detail": "not a batch"}

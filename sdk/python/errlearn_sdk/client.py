@@ -17,15 +17,15 @@ import time
 import weakref
 from typing import Any, TypedDict, Unpack
 
-from agent.sdk.buffer import EventBuffer
-from agent.sdk.capture import Captured, Frame, safe_str, snapshot_exception, type_name
-from agent.sdk.options import ClientOptions, KindName, SeverityName
-from agent.sdk.render import Renderer, TextScrubber
-from agent.sdk.sampling import FloodControl
-from agent.sdk.sender import THREAD_NAME, Sender
-from agent.sdk.spool import Spool
-from agent.sdk.stats import Counters
-from agent.sdk.transport import HttpTransport
+from errlearn_sdk.buffer import EventBuffer
+from errlearn_sdk.capture import Captured, Frame, safe_str, snapshot_exception, type_name
+from errlearn_sdk.options import ClientOptions, KindName, SeverityName
+from errlearn_sdk.render import Renderer, TextScrubber
+from errlearn_sdk.sampling import FloodControl
+from errlearn_sdk.sender import THREAD_NAME, Sender
+from errlearn_sdk.spool import Spool
+from errlearn_sdk.stats import Counters
+from errlearn_sdk.transport import HttpTransport
 
 log = logging.getLogger("errlearn.sdk")
 
@@ -62,7 +62,7 @@ class ClientConfig(TypedDict, total=False):
 
 
 def _default_scrubber(emails: bool) -> TextScrubber:
-    from agent.ingest.scrub import Scrubber
+    from errlearn_sdk.scrub import Scrubber
 
     scrubber: TextScrubber = Scrubber(emails=emails)
     return scrubber
@@ -88,7 +88,7 @@ class Client:
             url: base URL of the errlearn server.
             key: ingest API key.
             service: the reporting service's name.
-            scrubber: replaces `agent.ingest.scrub.Scrubber` (tests, or a stricter policy).
+            scrubber: replaces `errlearn_sdk.scrub.Scrubber` (tests, or a stricter policy).
             **config: see `ClientConfig` / `ClientOptions`.
 
         Raises:
@@ -261,7 +261,7 @@ class Client:
             self.counters.failed += len(lines)
 
     def stats(self) -> dict[str, int]:
-        """Counters (see `agent.sdk.stats.Counters`) plus `queued` and `server_down` (0/1)."""
+        """Counters (see `errlearn_sdk.stats.Counters`) plus `queued` and `server_down` (0/1)."""
         snapshot = self.counters.snapshot()
         snapshot["queued"] = self._buffer.backlog()
         snapshot["server_down"] = int(self._sender.server_down)
@@ -280,7 +280,7 @@ class Client:
 
 
 def _caller() -> Frame:
-    """Where the application called the SDK (skipping the SDK's own frames, e.g. `agent.sdk.capture_message`)."""
+    """Where the application called the SDK (skipping the SDK's own frames, e.g. `errlearn_sdk.capture_message`)."""
     caller = sys._getframe(2)
     while caller.f_back is not None and caller.f_code.co_filename in _SDK_FILES:
         caller = caller.f_back

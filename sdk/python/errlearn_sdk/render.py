@@ -10,10 +10,9 @@ from collections.abc import Callable, Hashable
 from functools import lru_cache
 from typing import Any, Protocol, TypeVar
 
-import orjson
-
-from agent.sdk.capture import Captured, ExcSnapshot, Frame, outer_frames_kept, pairs, safe_str
-from agent.sdk.options import KINDS, SEVERITIES, ClientOptions
+from errlearn_sdk import _json
+from errlearn_sdk.capture import Captured, ExcSnapshot, Frame, outer_frames_kept, pairs, safe_str
+from errlearn_sdk.options import KINDS, SEVERITIES, ClientOptions
 
 K = TypeVar("K", bound=Hashable)
 
@@ -36,7 +35,7 @@ def _repeated(count: int) -> str:
 
 
 class TextScrubber(Protocol):
-    """What the renderer needs from `agent.ingest.scrub.Scrubber`."""
+    """What the renderer needs from `errlearn_sdk.scrub.Scrubber`."""
 
     def text(self, value: str) -> str: ...
 
@@ -163,9 +162,9 @@ class Renderer:
             "kind": _one_of(rec.kind, KINDS, "runtime"),
         }
         try:
-            return orjson.dumps(event)
+            return _json.dumps(event)
         except TypeError:  # lone surrogates ("\udcff") are not UTF-8: replace them rather than lose the event
-            return orjson.dumps(_clean(event))
+            return _json.dumps(_clean(event))
 
     def _scrub_context(self, context: str | None) -> str:
         return self.scrubber.text(safe_str(context, 512)) if context else ""
@@ -244,8 +243,8 @@ class Renderer:
             return data
         try:
             # Round-trip through JSON: arbitrary objects become strings and the scrubber sees plain data.
-            raw = orjson.dumps(extra, default=_fallback, option=orjson.OPT_NON_STR_KEYS)
-            plain = orjson.loads(raw) if len(raw) <= limit else {"truncated": raw[:limit].decode(errors="replace")}
+            raw = _json.dumps(extra, default=_fallback, non_str_keys=True)
+            plain = _json.loads(raw) if len(raw) <= limit else {"truncated": raw[:limit].decode(errors="replace")}
         except Exception:  # circular references, a dict mutated while we read it, ...
             plain = {str(k): safe_str(v, 1024) for k, v in list(extra.items())[:100]}
         data.update(self.scrubber.data(plain))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Unpack
 
-from agent.sdk.client import Client, ClientConfig
-from agent.sdk.options import SeverityName
+from errlearn_sdk.client import Client, ClientConfig
+from errlearn_sdk.options import SeverityName
 
 _client: Client | None = None
 

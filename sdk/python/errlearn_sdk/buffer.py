@@ -11,9 +11,9 @@ import threading
 import time
 from collections import deque
 
-from agent.sdk.capture import Captured, shape
-from agent.sdk.sampling import FloodControl
-from agent.sdk.stats import Counters
+from errlearn_sdk.capture import Captured, shape
+from errlearn_sdk.sampling import FloodControl
+from errlearn_sdk.stats import Counters
 
 
 class EventBuffer:
