@@ -65,7 +65,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> LiveServer:
+    def start(self, timeout: float = 120.0) -> LiveServer:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith("ERRLEARN_") or k == "ERRLEARN_TEST_DATABASE_URL"
         }
