@@ -148,11 +148,6 @@ def test_two_api_processes_and_a_worker_on_postgres_survive_a_sigkill(tmp_path: 
             )
             assert found.status_code == 200, found.text
             assert found.json(), "the Chroma server answers nothing for an indexed error"
-            if differ and _single_process_patterns(tmp_path / "reversed", ns[::-1]) != single:
-                pytest.xfail(  # one process alone gives other ids in another order: not yet content-addressed
-                    f"{len(differ)} of {len(every)} events grouped unlike one process: pattern ids depend on each "
-                    "process's Drain3 state until grouping v2 (issue 13, content-addressed ids) is merged"
-                )
             assert not differ, f"{len(differ)} of {len(every)} events grouped unlike one process, e.g. {differ[:3]}"
         finally:
             worker.terminate()
