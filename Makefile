@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP) ## create .venv and install errlearn with its dev tools
 
 run: $(STAMP) ## run the service on the embedded defaults (http://127.0.0.1:8090)
+	@echo "The errlearn CLI is $(BIN)/errlearn (not on PATH: run it as $(BIN)/errlearn --help, or source $(BIN)/activate)."
 	$(BIN)/errlearn serve
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL too when ERRLEARN_TEST_DATABASE_URL is set)

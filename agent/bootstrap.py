@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -14,6 +15,7 @@ from agent.recovery.service import Recovery, load_recovery_config
 from agent.runtime import Runtime
 from agent.service import Clock, Core, utcnow
 from agent.settings import Settings
+from agent.store.merges import merge_pass
 from agent.store.retention import Retention
 from agent.worker import Periodic, Worker
 
@@ -40,9 +42,18 @@ class Services:
             self.worker.start()
         return self
 
-    def close(self) -> None:
-        self.worker.stop()
-        self.runtime.close()
+    def close(self, grace_s: float | None = None) -> bool:
+        """Stop the worker, flush the writer, stop the model, within about `grace_s` (unbounded when None).
+
+        True when everything stopped; False when a thread (a model call, llama.cpp) is still busy and only the
+        process exit will end it (see `agent.shutdown`).
+        """
+        if grace_s is None:
+            worker_ok = self.worker.stop()
+            return self.runtime.close() and worker_ok
+        deadline = time.monotonic() + grace_s
+        worker_ok = self.worker.stop(timeout=max(0.1, grace_s * 0.4))
+        return self.runtime.close(timeout=max(0.1, deadline - time.monotonic())) and worker_ok
 
 
 def build_services(
@@ -69,6 +80,14 @@ def build_services(
         busy_share=settings.worker_busy_share,
     )
     worker.periodic.append(Periodic("recovery", 30, recovery.tick))
+    worker.periodic.append(
+        Periodic(
+            "merge",
+            settings.grouping_merge_every_s,
+            lambda: merge_pass(settings, runtime.core.engine),
+            defer_while_busy_s=60,
+        )
+    )
     guide = Guide(
         diagnoser,
         guide_path=settings.guide_path,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +23,7 @@ from agent.store.jobs import Job
 from agent.store.tables import EventRow, PatternRow, table_of
 
 if TYPE_CHECKING:  # the model stack (pydantic-ai, openai, tiktoken) loads on first diagnosis
+    from agent.diagnosis.candidates import Candidate
     from agent.llm.agents import ActionInfo, AgentDeps, AskResult
     from agent.llm.context import EvidenceContext, Retrieved
     from agent.llm.prompts import PromptLibrary
@@ -147,23 +150,46 @@ class Diagnoser:
         )
         return pattern, ctx
 
+    def candidates(self, pattern_id: str) -> tuple[list[Candidate], bool]:
+        """Known causes nearest the pattern's evidence (knowledge and approved guide entries), best first,
+        and whether its events show a failure at all."""
+        from agent.diagnosis.candidates import find_candidates
+        from agent.diagnosis.paths import events_show_failure
+
+        engine = self.runtime.core.engine
+        with engine.connect() as conn:
+            pattern = repo.get_pattern(conn, pattern_id)
+            if pattern is None:
+                raise PatternNotFound(pattern_id)
+            events = repo.recent_events(conn, pattern_id, 30)
+        return find_candidates(self.runtime.retrieval(), pattern, events), events_show_failure(events)
+
     # -- diagnosis --------------------------------------------------------------------------------
     def current(self, pattern_id: str) -> Diagnosis | None:
         with self.runtime.core.engine.connect() as conn:
             return diagnoses.current(conn, pattern_id)
 
     def diagnose(self, pattern_id: str, *, force: bool = False) -> DiagnoseOutcome:
-        """Diagnose a pattern unless its current diagnosis was made from the same evidence."""
-        from agent.llm.agents import draft_diagnosis
+        """Diagnose a pattern unless its current diagnosis was made from the same evidence.
+
+        Known causes first (no model), then the model's pick or its own writing: `agent.diagnosis.paths`.
+        """
+        from agent.diagnosis.paths import decide
         from agent.llm.context import evidence_hash
 
         pattern, ctx = self.gather(pattern_id)
         existing = self.current(pattern_id)
         if existing is not None and not force and existing.evidence_hash == evidence_hash(pattern, ctx):
             return DiagnoseOutcome(existing, cached=True)
-        self.calls += 1
-        result = draft_diagnosis(pattern, ctx, self.deps())
-        metrics.record_llm_call("diagnosis", result)  # metrics
+        started = time.perf_counter()
+        candidates, failure = self.candidates(pattern_id)
+        decision = decide(pattern, ctx, candidates, self.settings, self.deps, failure=failure)
+        result = decision.diagnosis
+        if not decision.model_called:  # the known-cause path's time is retrieval and writing
+            result.latency_ms = int((time.perf_counter() - started) * 1000)
+        if decision.model_called:
+            self.calls += 1
+            metrics.record_llm_call("diagnosis", result)  # metrics
         engine = self.runtime.core.engine
         now = self.runtime.clock()
         with engine.begin() as conn:
@@ -290,17 +316,41 @@ class Diagnoser:
 
         return [search_patterns, get_events, get_stats, get_guide_entry]
 
+    def _gate(
+        self, answer: AskResult, question: str, service: str | None, ctx: EvidenceContext, deps: AgentDeps
+    ) -> AskResult:
+        """The quality gate on a model's answer: the ask prompt is what an echo repeats; quoting the
+        evidence or the question is fine."""
+        from agent.diagnosis.chat import gate_answer
+        from agent.llm.agents import ask_prompts
+
+        system, user = ask_prompts(question, service, ctx, deps)
+        return gate_answer(answer, [system.text, user.text], [ctx.render(), question])
+
+    def _known_cause_answer(self, ctx: EvidenceContext) -> AskResult | None:
+        from agent.diagnosis.chat import known_cause_answer
+
+        started = time.perf_counter()
+        found = known_cause_answer(ctx, self.candidates, self.settings.known_cause_min_score)
+        if found is None:
+            return None
+        return dataclasses.replace(found, latency_ms=int((time.perf_counter() - started) * 1000))
+
     def ask(self, question: str, *, service: str | None = None, since: dt.datetime | None = None) -> AskResult:
+        """Known causes first (code writes the answer), else the model's answer through the quality gate."""
         from agent.llm.agents import answer_question
 
         ctx = self.ask_context(question, service, since)
+        known = self._known_cause_answer(ctx)
+        if known is not None:
+            return known
         self.calls += 1
         deps = self.deps()
         if self.settings.llm_tools:
             deps.tools = self.chat_tools(ctx)
         answer = answer_question(question, service, ctx, deps)
         metrics.record_llm_call("ask", answer)  # metrics
-        return answer
+        return self._gate(answer, question, service, ctx, deps)
 
     async def ask_stream(
         self, question: str, *, service: str | None = None, since: dt.datetime | None = None
@@ -309,9 +359,15 @@ class Diagnoser:
 
         # Evidence (database, embedder, Chroma) and a model start are blocking: keep them off the event loop.
         ctx = await asyncio.to_thread(self.ask_context, question, service, since)
+        known = await asyncio.to_thread(self._known_cause_answer, ctx)
+        if known is not None:
+            yield known.answer
+            yield known
+            return
         deps = await asyncio.to_thread(self.deps)
         self.calls += 1
         async for piece in stream_answer(question, service, ctx, deps):
-            if not isinstance(piece, str):  # metrics: the final AskResult
+            if not isinstance(piece, str):  # metrics: the final AskResult, checked by the quality gate
                 metrics.record_llm_call("ask", piece)
+                piece = self._gate(piece, question, service, ctx, deps)
             yield piece

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pydantic-ai, openai and chromadb load on first use, off the
     from agent.retrieval.service import Retrieval
 
 log = logging.getLogger(__name__)
+_LEFT_FOR_EXIT: list[ModelRuntime] = []
 
 
 def llm_config(settings: Settings) -> LLMConfig:
@@ -100,12 +101,24 @@ class Runtime:
     def model_ready(self) -> bool:
         return self._model is not None
 
-    def close(self) -> None:
-        with self._lock:
-            if self._model is not None:
-                try:
-                    self._model.close()
-                except Exception:
-                    log.exception("closing the model failed")
-                self._model = None
+    def close(self, timeout: float | None = None) -> bool:
+        """Commit and close the core (the writer flushes what it acknowledged), then stop the model.
+
+        With a `timeout` (a bounded shutdown), an embedded llama.cpp server is not stopped here: it cannot be
+        stopped mid-generation from Python (dropping it joins its HTTP loop, which waits for the generation,
+        and a thread started to do so may never get to run), so it is left to the process exit, which ends it
+        at once. Returns False then, so that the caller exits with `agent.shutdown.exit_now_if_unclean`.
+        """
         self.core.close()
+        model, self._model = self._model, None
+        if model is None:
+            return True
+        if timeout is not None and model.has_server:
+            log.info("leaving the embedded model server to the process exit")
+            _LEFT_FOR_EXIT.append(model)  # dropping the last reference would run the blocking destructor
+            return False
+        try:
+            model.close()
+        except Exception:
+            log.exception("closing the model failed")
+        return True

@@ -86,6 +86,7 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
     """Run `workers` API processes (and the background worker once, when `settings.worker`)."""
     import uvicorn
 
+    from agent.shutdown import request_budget
     from agent.store.db import make_engine, migrate
 
     engine = make_engine(settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous)
@@ -113,6 +114,7 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
             # A child answers the supervisor's pings only once its interpreter has imported errlearn, which on
             # a loaded machine takes longer than uvicorn's 5 s default: it would be killed and restarted forever.
             timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
+            timeout_graceful_shutdown=max(1, round(request_budget(settings.shutdown_grace_s))),  # as one process
         )
     finally:
         if background is not None and background.is_alive():

@@ -90,6 +90,17 @@ class Settings(BaseSettings):
     diagnose_new_patterns: bool = True
     """Queue a diagnosis job for every new pattern (the worker runs them)."""
 
+    # -- diagnosis paths (issue 18: known causes first, the model picks, a quality gate) --
+    diagnosis_mode: Literal["auto", "pick", "write"] = "auto"
+    """How a model takes part when no known cause matches strongly: `pick` (choose one of the nearest
+    known causes or none, fill short slots; code writes the diagnosis), `write` (free-form root cause).
+    auto: pick on the embedded model, write on ollama/openai/litellm."""
+    known_cause_min_score: float = Field(default=0.487, ge=-1, le=1)
+    """A knowledge or guide entry at least this similar to a pattern's evidence is its diagnosis, written
+    by code without a model (calibrated on the eval data's dev half: docs/models.md)."""
+    known_cause_pick_min_score: float = Field(default=0.4, ge=-1, le=1)
+    """Entries at least this similar are offered to the model to pick from (at most four)."""
+
     recovery_config: Path | None = None
     """Allow-listed recovery actions: our YAML/JSON form or the seed's `error_monitor_config.json`."""
     recovery_dry_run: bool = True
@@ -104,6 +115,14 @@ class Settings(BaseSettings):
     """Model calls per learning run; the rest waits for the next run."""
     learning_stale_minutes: float = Field(default=60, gt=0)
     """A learning run still running after this long is taken for dead."""
+
+    # -- grouping v2 (issue 13): the background merge pass over template patterns ---------------
+    grouping_merge_every_s: float = Field(default=30, gt=0)
+    """The worker runs the merge pass (`agent.store.merges`) this often; ingest honours its decisions at once."""
+    grouping_merge_min_values: int = Field(default=4, ge=2)
+    """A word taking this many values in one place among templates otherwise equal is a parameter (merged)."""
+    grouping_merge_min_context: int = Field(default=3, ge=1)
+    """...and only around at least this many fixed words (one-word messages are not merged that way)."""
 
     worker: bool = True
     """Run the background worker (indexing, diagnosis, learning) inside `errlearn serve`."""
@@ -132,6 +151,12 @@ class Settings(BaseSettings):
     """The `Retry-After` seconds sent with a backpressure 503."""
     workers: int | None = Field(default=None, ge=1, le=64)
     """`errlearn serve` processes; default the CPU cores this process may use."""
+
+    # Hardening (issue 15): bounded shutdown.
+    shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
+    """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
+    the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
+    and the process exits, stopping an embedded llama.cpp even mid-generation."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

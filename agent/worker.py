@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import metrics
+from agent.llm.outage import outage_cause
 from agent.runtime import Runtime
 from agent.store import jobs
 from agent.store.jobs import Job
@@ -94,6 +95,8 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.ticks = 0
+        self._current: jobs.Job | None = None
+        self._abandoned: jobs.Job | None = None  # the job stop() gave back while its handler still ran
 
     def start(self) -> None:
         if self._thread is None:
@@ -101,11 +104,27 @@ class Worker:
             self._thread = threading.Thread(target=self._loop, name="errlearn-worker", daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop taking work and wait up to `timeout` for the current tick. True when the thread ended.
+
+        A job still running then (a model call that does not return) is given back to the queue, runnable at
+        once and its attempt not counted, so that this or another worker runs it again; whatever the abandoned
+        call returns later is ignored.
+        """
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return True
+        thread.join(timeout)
+        if not thread.is_alive():
+            return True
+        job = self._current
+        if job is not None:
+            self._abandoned = job
+            core = self.runtime.core
+            if jobs.release(core.engine, job, core.clock(), "interrupted: the worker was stopped"):
+                log.warning("stopping: job %s %s abandoned mid-run, queued again", job.kind, job.key)
+        return False
 
     @property
     def running(self) -> bool:
@@ -155,15 +174,23 @@ class Worker:
         core = self.runtime.core
         kinds = sorted(self.handlers)
         for _ in range((1 if report.ingest_busy else max_jobs) if kinds else 0):
+            if self._stop.is_set():
+                break
             job = jobs.claim(core.engine, kinds, core.clock())
             if job is None:
                 break
             started = time.perf_counter()  # metrics
+            self._current = job
             try:
                 self.handlers[job.kind](job)
             except Exception as exc:
+                self._current = None
+                if job is self._abandoned:
+                    break  # stop() gave it back to the queue
                 metrics.record_job(job.kind, "failed", time.perf_counter() - started)  # metrics
-                retry = jobs.fail(core.engine, job, core.clock(), f"{type(exc).__name__}: {exc}")
+                outage = outage_cause(exc) is not None  # the model is down: retry until it is back
+                error = f"{'model unavailable: ' if outage else ''}{type(exc).__name__}: {exc}"
+                retry = jobs.fail(core.engine, job, core.clock(), error, outage=outage)
                 log.warning(
                     "job %s %s failed (attempt %d, %s): %s",
                     job.kind,
@@ -174,6 +201,9 @@ class Worker:
                 )
                 report.jobs_failed += 1
             else:
+                self._current = None
+                if job is self._abandoned:
+                    break
                 metrics.record_job(job.kind, "done", time.perf_counter() - started)  # metrics
                 jobs.complete(core.engine, job, core.clock())
                 report.jobs_done += 1

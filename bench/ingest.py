@@ -335,7 +335,7 @@ def bench_indexing(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
-SECTIONS = ("single", "batch", "workers", "indexing", "llm", "crash")
+SECTIONS = ("single", "batch", "workers", "indexing", "grouping", "llm", "crash")
 
 
 def main() -> None:
@@ -370,6 +370,10 @@ def main() -> None:
             results["workers"] = bench_workers(args, tmp)
         if "indexing" in only:
             results["indexing"] = bench_indexing(args, tmp)
+        if "grouping" in only:  # new vs recurring patterns at 1k and 50k stored templates (bench/grouping.py)
+            from bench.grouping import bench_grouping
+
+            results["grouping"] = bench_grouping([1000, 50_000], args.duration, args.batch_connections, tmp)
         if "llm" in only:
             results["llm_calls"] = llm_calls_per_10k(tmp)
         if "crash" in only:
@@ -423,6 +427,10 @@ def report(results: dict[str, Any]) -> None:
             left = ix["unindexed_at_end"][name]
             catch = ", ".join(f"{x:.1f}" for x in ix["catch_up_s"][name])
             print(f"    {name}: round ratios {rounds}; unindexed when the load stopped {left}; caught up in {catch} s")
+    if g := results.get("grouping"):
+        from bench.grouping import report as grouping_report
+
+        grouping_report(g)
     if lc := results.get("llm_calls"):
         print(
             f"  LLM calls per 10k events (40 recurring errors): {lc['llm_calls']} for {lc['patterns']} patterns"

@@ -9,6 +9,7 @@ quality  recall@1, recall@5 and MRR@10 on recorded data (../shared/evaldata): De
 Run:
     .venv/bin/python bench/retrieval.py speed [--sizes 1000,10000,100000] [--embedders wordllama,minilm]
     .venv/bin/python bench/retrieval.py quality [--evaldata ../shared/evaldata]
+    .venv/bin/python bench/retrieval.py hybrid [--sizes 100000]   (bench/hybrid.py: ingest, index, hybrid query)
 
 MiniLM needs the optional extra (sentence-transformers + torch, ~1.5 GB): run the same file with a venv
 that has it (PYTHONPATH=. /path/to/venv/bin/python bench/retrieval.py ...).
@@ -666,11 +667,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     speed.add_argument("--queries", type=int, default=200, help="queries timed at each size")
     speed.add_argument("--minilm-max", type=int, default=10_000, help="largest size indexed with minilm (slow)")
     speed.add_argument("--seed", type=int, default=7)
+    hybrid = sub.add_parser("hybrid", help="ingest, index and hybrid-query N patterns through the real pipeline")
+    hybrid.add_argument("--sizes", default="100000", help="comma-separated pattern counts (one fresh run each)")
+    hybrid.add_argument("--queries", type=int, default=300, help="queries timed per size")
+    hybrid.add_argument("--seed", type=int, default=7)
     quality = sub.add_parser("quality", help="recall@k and MRR on ../shared/evaldata")
     quality.add_argument("--evaldata", default=str(Path(__file__).resolve().parents[2] / "shared" / "evaldata"))
     args = parser.parse_args(argv)
     if args.command == "speed":
         run_speed(args)
+    elif args.command == "hybrid":
+        from bench.hybrid import report, run_hybrid
+
+        report([run_hybrid(int(n), args.queries, args.seed) for n in args.sizes.split(",")])
     else:
         run_quality(args)
 

@@ -52,9 +52,19 @@ def eval_command(
         typer.Option("--data", metavar="PATH", help="data folder or file (repeatable); formats are detected"),
     ],
     out: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="at most N cases per source (a fast slice)")] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="a fast slice: at most N items per source, where an item is a Loghub line, a Defects4J bug (all its "
+            "traces), a JSONL case, an incident or a runbook query",
+        ),
+    ] = None,
     judge: Annotated[
-        str | None, typer.Option(help="model id to judge diagnoses with (via the configured provider)")
+        str | None,
+        typer.Option(
+            help="model id to judge diagnoses with (via the configured provider); `configured`: the configured model"
+        ),
     ] = None,
     check: Annotated[bool, typer.Option("--check", help="exit 1 when a metric is below its threshold")] = False,
     thresholds: Annotated[

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from evals.suites.base import Metric, SuiteResult
@@ -40,18 +41,18 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "pairwise_recall",
         "pairwise_f1",
     ),
-    "retrieval": ("cases", "recall_at_1", "recall_at_5", "mrr"),
+    "retrieval": ("cases", "recall_at_1", "recall_at_5", "mrr", "macro_recall_at_1", "macro_recall_at_5", "macro_mrr"),
     "diagnosis": (
         "cases",
         "schema_valid_rate",
         "citation_valid_rate",
-        "removed_citations",
         "no_issue_inconclusive_rate",
-        "issue_inconclusive_rate",
+        "useful_rate",
+        "confident_wrong_rate",
         "bullet_recall",
         "judge_bullet_recall",
+        "latency_ms_p50",
         "latency_ms_mean",
-        "input_tokens_mean",
         "output_tokens_mean",
     ),
     "safety": (
@@ -70,10 +71,12 @@ COLUMNS: dict[str, tuple[str, ...]] = {
 HEADERS = {
     "grouping_accuracy": "GA", "published_drain_ga": "Drain GA (pub.)", "grouping_f1": "FGA",
     "pairwise_precision": "pair P", "pairwise_recall": "pair R", "pairwise_f1": "pair F1", "true_groups": "groups",
-    "recall_at_1": "R@1", "recall_at_5": "R@5", "mrr": "MRR", "schema_valid_rate": "schema ok",
+    "recall_at_1": "R@1", "recall_at_5": "R@5", "mrr": "MRR",
+    "macro_recall_at_1": "macro R@1", "macro_recall_at_5": "macro R@5", "macro_mrr": "macro MRR", "schema_valid_rate": "schema ok",
     "citation_valid_rate": "citations ok", "removed_citations": "removed cit.",
     "no_issue_inconclusive_rate": "no-issue → inconcl.", "issue_inconclusive_rate": "issue → inconcl.",
-    "bullet_recall": "bullets", "judge_bullet_recall": "bullets (judge)", "latency_ms_mean": "ms",
+    "bullet_recall": "bullets", "judge_bullet_recall": "bullets (judge)", "latency_ms_mean": "ms mean",
+    "latency_ms_p50": "ms p50", "useful_rate": "useful", "confident_wrong_rate": "conf. wrong",
     "input_tokens_mean": "tok in", "output_tokens_mean": "tok out", "planted_secrets": "secrets",
     "secrets_leaked": "leaked", "leaked_in_store": "store", "leaked_in_embeddings": "embed.",
     "leaked_in_sinks": "sinks", "leaked_in_prompts": "prompts", "leaked_in_api": "api", "leaked_in_logs": "logs",
@@ -159,9 +162,18 @@ def _present(column: str, section: dict[str, Any]) -> bool:
     return any(r.get(column) is not None for r in rows)
 
 
+def print_table(table: Table, console: Console) -> None:
+    """Print `table`; when stdout is not a terminal (a pipe, a CI log) as wide as it needs, so no cell is cut to `…`."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = Measurement.get(console, console.options.update_width(100_000), table).maximum
+    Console(file=console.file, width=max(console.width, needed), no_color=console.no_color).print(table)
+
+
 def print_report(report: dict[str, Any], console: Console) -> None:
     for name, section in report["suites"].items():
-        console.print(suite_table(name, section))
+        print_table(suite_table(name, section), console)
         for note in section["notes"]:
             console.print(f"  [dim]note:[/] {note}")
     console.print(f"[bold]{report['metrics']['cases']}[/] cases in {report['seconds']:.1f} s")

@@ -60,6 +60,8 @@ class LiveServer:
     workers: int = 1
     """`serve --workers`: 1 keeps one process (the one SIGKILL hits); more runs uvicorn's supervisor."""
     proc: subprocess.Popen[bytes] | None = None
+    own_keys: bool = False
+    """True: configure no keys, so the server uses (or writes) `<data_dir>/keys.json` as a new user's would."""
 
     @property
     def url(self) -> str:
@@ -77,6 +79,8 @@ class LiveServer:
                 "ERRLEARN_LOG_LEVEL": "WARNING",
             }
         )
+        if self.own_keys:
+            del env["ERRLEARN_API_KEYS"], env["ERRLEARN_ADMIN_KEY"]
         env.update(self.env)
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(

@@ -42,7 +42,7 @@ TOKEN_TABLE = [
     *_cases(
         "ADDR",  # endpoints: address with a port
         ["10.0.0.26:5432", "proxy.cse.cuhk.edu.hk:5070", "db-1.internal:6379", "[::1]:8080"],
-        ["host:", "key:value", "localhost"],
+        ["host:", "key:value", "localhost", "user:10", "shard:4"],
     ),
     *_cases(
         "URL",
@@ -82,7 +82,8 @@ SPAN_TABLE = [
     # quoted values
     ('column "user_email" does not exist', 'column "<STR>" does not exist'),
     ("unknown key 'max_retries' in config", "unknown key '<STR>' in config"),
-    ("value='abc def' rejected", "value='<STR>' rejected"),
+    ("value='abc' rejected", "value='<STR>' rejected"),
+    ('process "/bin/sh -c pip install" failed', 'process "/bin/sh -c pip install" failed'),  # a phrase stays
     ("it's the user's fault", "it's the user's fault"),
     ('he said"no"', 'he said"no"'),
 ]

@@ -126,6 +126,13 @@ REDACT: list[tuple[str, str]] = [
     # email
     ("notify bob.smith+alerts@example.co.uk failed", f"notify {r('email')} failed"),
     ("User(email='jörg@example.com')", f"User(email='{r('email')}')"),
+    # webhook
+    (
+        "POST https://hooks.slack.com/services/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 -> 404",
+        f"POST https://hooks.slack.com/services/{r('webhook')} -> 404",
+    ),
+    # high_entropy
+    ("client_secret 8f3e9a7b6c5d4e3f2a1b0c9d8e7f6a5b invalid", f"client_secret {r('high_entropy')} invalid"),
 ]
 # Ordinary error text that must come back unchanged.
 KEEP: list[str] = [

@@ -16,13 +16,14 @@ from agent.api import errors, ui
 from agent.api.fast_ingest import FastIngestMiddleware
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.request_id import RequestIdMiddleware
-from agent.api.routes import diagnosis, events, guide, patterns, recovery, search, sentry, stats
+from agent.api.routes import diagnosis, events, guide, merges, patterns, recovery, search, sentry, stats
 from agent.api.routes import errors as error_routes
 from agent.api.routes import metrics as metrics_routes
 from agent.bootstrap import Services, build_services
 from agent.ingest.normalize import EventCreate
 from agent.keys import KeyRing, load_or_create
 from agent.settings import Settings
+from agent.shutdown import services_budget
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ def create_app(
         try:
             yield
         finally:
-            services.close()
+            app.state.shutdown_clean = services.close(services_budget(settings.shutdown_grace_s))
 
     app = FastAPI(
         title="errlearn",
@@ -72,6 +73,7 @@ def create_app(
     for router in (
         error_routes.router,
         events.router,
+        merges.router,
         patterns.router,
         search.router,
         diagnosis.router,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
 from agent.domain import ErrorEvent, Pattern
+
+MAX_INT: Final = 2**31 - 1
+"""The upper bound of every integer parameter and path id: the smallest integer column on any backend (SQLite
+raises ``OverflowError`` at 2**63, PostgreSQL's ``integer`` ends at 2**31 - 1)."""
 
 
 class EventPublic(ErrorEvent):

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, BinaryIO, Literal, TextIO, cast
 
-from agent.capture.buildlog import Extract, extract_errors
+from agent.capture.buildlog import Extract
+from agent.capture.evidence import command_errors
 from agent.ingest.scrub import Scrubber
 
 log = logging.getLogger(__name__)
@@ -300,7 +301,7 @@ def run_and_capture(
     if exit_code == 0:
         return RunResult(0, round(time.monotonic() - started, 3), None)
     try:
-        found = extract_errors(tail.text())
+        found = command_errors(tail.text())
     except Exception:  # never let a parsing bug hide the failure: report the bare exit code
         log.warning("could not extract the error lines", exc_info=True)
         found = Extract("generic", "CommandFailed", "", ())

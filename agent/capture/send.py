@@ -49,6 +49,9 @@ class EventSender:
                 return
         self.spool.put([line])
         self.outcomes.append("spooled")
+        if self.transport is None:
+            log.warning("no errlearn URL configured; the event was spooled in %s", self.spool.directory)
+            return
         log.warning(
             "errlearn is not reachable; the event was spooled in %s and is sent by the next run", self.spool.directory
         )

@@ -53,10 +53,10 @@ def similar(
         else:
             hits = retrieval.search(services.core.scrubber.text(text or ""), k=k, filters=filters)
         table = Table(title="similar")
-        for col in ("score", "kind", "id", "title"):
+        for col in ("score", "kind", "id", "title", "why"):
             table.add_column(col)
         for h in hits:
-            table.add_row(f"{h.score:.3f}", h.kind, h.id, h.title[:100])
+            table.add_row(f"{h.score:.3f}", h.kind, h.id, h.title[:100], h.why.summary() if h.why else "")
         console.print(table)
     finally:
         services.close()

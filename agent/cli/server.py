@@ -19,6 +19,12 @@ def version() -> None:
     console.print(f"errlearn {__version__}")
 
 
+def banner(host: str, port: int) -> str:
+    """The start-up line. Printed with soft wrap: a terminal folds it, nothing inserts a newline inside a URL."""
+    base = f"http://{host}:{port}"
+    return f"errlearn {__version__} listening on {base}  (UI: {base}/ui, API docs: {base}/docs)"
+
+
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default: ERRLEARN_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="port (default: ERRLEARN_PORT or 8090)")] = None,
@@ -56,14 +62,25 @@ def serve(
     h = host or settings.host
     p = port or settings.port
     n = workers or settings.workers or usable_cores()
-    console.print(f"errlearn {__version__} listening on http://{h}:{p}  (UI: http://{h}:{p}/ui, API docs: /docs)")
+    console.print(banner(h, p), soft_wrap=True)
     if n > 1:
         console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
         serve_many(settings, host=h, port=p, workers=n)
         return
     application = create_app(settings, keys=ring)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
-    uvicorn.run(application, host=h, port=p, log_level=settings.log_level.lower(), access_log=False, log_config=None)
+    from agent.shutdown import exit_now_if_unclean, request_budget
+
+    uvicorn.run(
+        application,
+        host=h,
+        port=p,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=max(1, round(request_budget(settings.shutdown_grace_s))),  # bounded (issue 15)
+    )
+    exit_now_if_unclean(getattr(application.state, "shutdown_clean", True))
 
 
 def _status_table(data: dict[str, Any]) -> Table:
@@ -110,8 +127,7 @@ def status(
 
 def worker() -> None:
     """Run only the background worker (indexing, diagnosis, learning, recovery) — e.g. beside `serve --no-worker`."""
-    import signal
-    import threading
+    from agent.shutdown import exit_now_if_unclean, stop_on_signals
 
     settings = common.settings()
     common.setup_logging(settings)
@@ -122,15 +138,14 @@ def worker() -> None:
         registry = metrics.install(metrics.Metrics())
         metrics_server = metrics.start_metrics_server(registry, settings.worker_metrics_port, settings.host)
     services = common.services(worker=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()  # SIGTERM and SIGINT: a bounded close (issue 15)
     console.print("errlearn worker running (Ctrl-C to stop)")
+    clean = False
     try:
         while not stop.wait(1.0):
             pass
-    except KeyboardInterrupt:
-        pass
     finally:
-        services.close()
+        clean = services.close(settings.shutdown_grace_s)
         if metrics_server is not None:
             metrics_server.stop()
+    exit_now_if_unclean(clean)

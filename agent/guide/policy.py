@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from agent.diagnose import Diagnoser
-from agent.domain import Pattern
+from agent.domain import Diagnosis, Pattern
 from agent.guide import allocator, repo
-from agent.guide.drafting import draft_guide_entry
+from agent.guide.drafting import draft_guide_entry, guide_prompts, symptom_line
+from agent.guide.known import draft_problem, from_known_cause
 from agent.guide.models import (
     EntryContent,
     EntryProposal,
@@ -137,8 +138,36 @@ class Drafter:
             )
         return Learned(PatternOutcome.proposed, entry.id, model_calls=1)
 
+    def _known_title(self, diagnosis: Diagnosis | None) -> str | None:
+        if diagnosis is None or not diagnosis.evidence:
+            return None
+        entry = self.diagnoser.runtime.retrieval().knowledge_entry(diagnosis.evidence[0])
+        return str(entry["title"]) if entry else None
+
     def _draft(self, pattern: Pattern, ctx: EvidenceContext, digest: str) -> Learned:
-        result = draft_guide_entry(pattern, ctx, self.diagnoser.deps(), diagnosis=self.diagnoser.current(pattern.id))
+        diagnosis = self.diagnoser.current(pattern.id)
+        result = from_known_cause(pattern, ctx, diagnosis, self._known_title(diagnosis))
+        calls = 0 if result is not None else 1
+        if result is None:
+            deps = self.diagnoser.deps()
+            result = draft_guide_entry(pattern, ctx, deps, diagnosis=diagnosis)
+            system, user = guide_prompts(pattern, ctx, deps, diagnosis=diagnosis)
+            quoted = [ctx.render(), symptom_line(pattern.error_type, pattern.template), pattern.service]
+            if diagnosis is not None:
+                quoted += [diagnosis.summary, diagnosis.root_cause, *diagnosis.solution_steps]
+            problem = draft_problem(result, [system.text, user.text], quoted)
+            if problem is not None:
+                with self.engine.begin() as conn:
+                    repo.record_rejection(
+                        conn,
+                        pattern.id,
+                        digest,
+                        kind="quality",
+                        now=self.clock(),
+                        reason=problem,
+                        by=result.author.label,
+                    )
+                return Learned(PatternOutcome.no_evidence, model_calls=1)
         now = self.clock()
         if not result.valid:
             with self.engine.begin() as conn:
@@ -151,11 +180,11 @@ class Drafter:
                     reason=f"no valid citation (removed: {', '.join(result.removed_citations)[:500] or 'none'})",
                     by=result.author.label,
                 )
-            return Learned(PatternOutcome.no_evidence, model_calls=1)
+            return Learned(PatternOutcome.no_evidence, model_calls=calls)
         with self.engine.begin() as conn:
             covered = repo.live_entry_for_pattern(conn, pattern.id)
             if covered is not None:  # someone linked it while the model was writing
-                return Learned(PatternOutcome.covered, covered.id, model_calls=1)
+                return Learned(PatternOutcome.covered, covered.id, model_calls=calls)
             ident = repo.insert_entry(
                 conn,
                 number=allocator.allocate_number(conn),
@@ -169,7 +198,7 @@ class Drafter:
             )
             repo.link(conn, ident, pattern.id, how="drafted", now=now, evidence_hash=digest)
         log.info("drafted %s for pattern %s", ident, pattern.id)
-        return Learned(PatternOutcome.drafted, ident, model_calls=1)
+        return Learned(PatternOutcome.drafted, ident, model_calls=calls)
 
 
 def _revised(entry: GuideEntry, drafted: EntryContent) -> EntryContent:

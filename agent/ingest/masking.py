@@ -2,7 +2,8 @@
 
 Three passes over the first line of a message, each a pure function of the text:
 
-1. spans that contain spaces: timestamps in common log formats (`<TS>`) and quoted values (`"<STR>"`);
+1. spans: timestamps in common log formats (`<TS>`), a number and its unit (`<SIZE>`, `<DUR>`) and
+   quoted values without spaces (`"<STR>"`);
 2. tokens (runs without spaces or brackets) that are one value as a whole: UUIDs, IPs and endpoints,
    URLs, e-mail addresses, hex ids, Kubernetes pod / ReplicaSet names, durations and sizes with units,
    numbers, base64 / url-safe ids, paths with numeric parts;
@@ -36,12 +37,23 @@ _SPANS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (rf"\b\d{{1,2}}/{_MONTH}/\d{{4}}:{_HMS}(?:\s[+-]\d{{4}})?", "<TS>"),
         (rf"\b\d{{2}}/\d{{2}}/\d{{2,4}}[ ,:]{_HMS}", "<TS>"),
         (rf"\b{_HMS}\b", "<TS>"),
-        # A quoted value: "..." or '...' that opens after a space, `=`, `:` or `(` and closes before one.
-        (r"""(?<![\w"'])"[^"\n]{1,200}"(?![\w"])""", '"<STR>"'),
-        (r"""(?<=[\s=:(\[])'[^'\n]{1,200}'(?![\w'])|^'[^'\n]{1,200}'(?![\w'])""", "'<STR>'"),
+        (r"(?<![\w.:])\d{1,2}:\d{2}\b(?![:.]\d)", "<TS>"),  # 10:42, or a lifetime 00:01 (mm:ss)
+        # A number and its unit as two words: 403 bytes, 12 KB, 30 ms.
+        (r"(?<![\w.])\d+(?:\.\d+)? (?:bytes?|[KMGT]i?B|kB)\b", "<SIZE>"),
+        (r"(?<![\w.])\d+(?:\.\d+)? (?:ms|us|ns|secs?|seconds?|mins?|minutes?|hours?)\b", "<DUR>"),
+        # A quoted value: "..." or '...' without spaces, that opens after a space, `=`, `:` or `(` and closes
+        # before one. A quoted phrase or command (`process "/bin/sh -c pip install ..."`) says which error it is.
+        (r"""(?<![\w"'])"[^"\s]{1,200}"(?![\w"])""", '"<STR>"'),
+        (r"""(?<=[\s=:(\[])'[^'\s]{1,200}'(?![\w'])|^'[^'\s]{1,200}'(?![\w'])""", "'<STR>'"),
     )
 )
 
+_TLDS = (
+    "com|net|org|edu|gov|mil|int|info|biz|io|co|me|us|uk|de|fr|cn|jp|ru|br|in|au|nl|it|es|ca|ch|se|no|kr|tw|hk|"
+    "mx|eu|cz|at|be|dk|fi|ie|il|nz|sg|za|ar|cl|tr|ua|vn|id|my|th|om|local|internal|lan|arpa|cloud|dev|app"
+)
+_HOST = rf"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+(?:{_TLDS})"
+"""A DNS name that ends in a common top-level domain (so `app.py` or `os.path.join` are not hosts)."""
 _HEX = r"[0-9a-fA-F]"
 _POD = r"[bcdfghjklmnpqrstvwxz2456789]"
 """Kubernetes' alphabet for generated name suffixes (no vowels, no 0/1/3)."""
@@ -56,6 +68,7 @@ _WHOLE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         # An endpoint (address with a port) is one variable, whichever form the address takes.
         (r"(?:\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|\[[0-9a-fA-F:]+\]|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+):\d{1,5}", "ADDR"),
         (r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}(?:/\d{1,2})?", "IP"),
+        (_HOST, "HOST"),
         (r"(?=[0-9a-fA-F:]*\d)(?=(?:[0-9a-fA-F]*:){2})[0-9a-fA-F]{0,4}(?::[0-9a-fA-F]{0,4}){2,7}", "IP"),
         # Hex ids of any length (from 4) with both digits and letters: 0000001a, 7f3a9c, deadbeef01. A hex id is
         # a number (base 16), so it is `<NUM>` like its all-digit siblings: 00000012 and 0000001a are one shape.
@@ -75,10 +88,10 @@ _WHOLE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )
 _TOKEN = re.compile(r"[^\s,;()\[\]{}<>\"'=]+")
-_MAYBE_VARIABLE = re.compile(r"[\d@]|://|==?$")
+_MAYBE_VARIABLE = re.compile(rf"[\d@]|://|==?$|\.(?:{_TLDS})$")
 _PART = re.compile(r"[^-_.:/#]+")
 _WORD_NUM = re.compile(r"([A-Za-z]+)\d+")
-_MASKED = re.compile(r"<[A-Z]+>")
+_MASKED = re.compile(r"<[A-Z]+>|<\*>")
 _SKIP_PREFIXES = ("REDACTED:",)
 """Scrubber markers are already what they should be."""
 
@@ -109,11 +122,22 @@ def mask_token(tok: str) -> str:
     return _PART.sub(_mask_part, tok)
 
 
+# A run of values is one value: `<ID> <ID> <ID>` (a list of block ids), `<SIZE> (<SIZE>)` (one size in two units).
+_BOUND = re.compile(r"[<>]=?(?=<[A-Z]+>)")
+"""`<1 sec`, `>= 30 ms`: a bound on a value is the value."""
+_EMPTY = re.compile(r" ?(?:\(\s*\)|\[\s*\]|\{\s*\})(?= |$)")
+"""An empty bracket pair is an empty value: `connection from <IP> () at <TS>` is `connection from <IP> at <TS>`."""
+_RUN = re.compile(r"<([A-Z]+)>(?:(?: |, ?)<[A-Z]+>| ?\(<[A-Z]+>\))+")
+
+
 def mask(line: str) -> str:
-    """Replace variable parts (ids, numbers, addresses, times, sizes, paths with digits) with `<KIND>`."""
+    """Replace variable parts (ids, numbers, addresses, hosts, times, sizes, paths with digits) with `<KIND>`."""
     for rx, repl in _SPANS:
         line = rx.sub(repl, line)
-    return _TOKEN.sub(lambda m: mask_token(m.group()), line)
+    line = _BOUND.sub("", line)
+    line = _TOKEN.sub(lambda m: mask_token(m.group()), line)
+    line = _EMPTY.sub("", line)
+    return _RUN.sub(lambda m: f"<{m.group(1)}>", line)
 
 
 def is_masked(token: str) -> bool:

@@ -13,6 +13,7 @@ other than the failing line, request headers, cookies, bodies, user data and bre
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -414,6 +415,37 @@ def _name_version(raw: Any) -> dict[str, str]:
     return out
 
 
+MAX_EXTRA_KEYS = 50
+MAX_EXTRA_VALUE = 1000
+AUTOMATIC_EXTRA = frozenset({"sys.argv"})
+"""`extra` keys an SDK adds to every event by itself (sentry-python's command line, which can carry secrets)."""
+
+
+def extra_of(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The context the application attached (`captureException(err, {extra})`, `set_extra`), bounded.
+
+    At most `MAX_EXTRA_KEYS` keys; numbers and booleans as they are, strings and anything nested as (compact JSON)
+    text cut at `MAX_EXTRA_VALUE` characters. Scrubbing happens in the normal ingest, like every other field.
+    """
+    out: dict[str, Any] = {}
+    for raw_key, value in list(_obj(event.get("extra")).items())[: MAX_EXTRA_KEYS * 2]:
+        key = _clean(raw_key, 64)
+        if key is None or key in AUTOMATIC_EXTRA:
+            continue
+        if value is None or isinstance(value, bool) or (isinstance(value, int | float) and _clean(value) is not None):
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = value[:MAX_EXTRA_VALUE]
+        else:
+            try:
+                out[key] = json.dumps(value, default=str, separators=(",", ":"), ensure_ascii=False)[:MAX_EXTRA_VALUE]
+            except (ValueError, RecursionError):  # nested past what we render: drop that one value
+                continue
+        if len(out) >= MAX_EXTRA_KEYS:
+            break
+    return out
+
+
 def _additional(event: Mapping[str, Any], raws: Sequence[Mapping[str, Any]], event_id: str) -> dict[str, Any]:
     contexts = _obj(event.get("contexts"))
     data: dict[str, Any] = {
@@ -429,6 +461,7 @@ def _additional(event: Mapping[str, Any], raws: Sequence[Mapping[str, Any]], eve
         "runtime": _name_version(contexts.get("runtime")),
         "tags": tags_of(event),
         "request_method": _clean(_obj(event.get("request")).get("method"), 16),
+        "extra": extra_of(event),
     }
     if raws:
         mechanism = _obj(raws[-1].get("mechanism"))

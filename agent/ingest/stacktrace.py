@@ -784,6 +784,10 @@ def _is_test_frame(frame: Frame, language: str) -> bool:
     return bool(_TEST_PATH.search(frame.module))
 
 
+is_test_frame = _is_test_frame
+"""Public name for retrieval, which weighs test frames down (agent/retrieval/terms.py)."""
+
+
 def _closest_frames(stack: ParsedStack) -> tuple[list[Frame], bool]:
     """The in-app frames nearest the error, or all frames when none is in-app; True if in-app.
 

@@ -59,6 +59,11 @@ class ModelRuntime:
     config: LLMConfig
     _server: EmbeddedServer | None = field(default=None, repr=False)
 
+    @property
+    def has_server(self) -> bool:
+        """True while this runtime runs an embedded llama.cpp server."""
+        return self._server is not None
+
     def close(self) -> None:
         """Stop the embedded server if this runtime started one. Safe to call twice."""
         server, self._server = self._server, None

@@ -6,6 +6,7 @@ rebuilt (`errlearn reindex`). Indexing runs in the worker, never on the ingest p
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -17,7 +18,10 @@ from sqlalchemy import Engine, select, update
 
 from agent.domain import Pattern
 from agent.ingest.stacktrace import in_app_frames
+from agent.retrieval.hybrid import CANDIDATES, Lists, Why, fuse
 from agent.retrieval.knowledge import KnowledgeEntry
+from agent.retrieval.lexical_store import SyncedIndex, clear_docs, write_docs
+from agent.retrieval.terms import LexicalDoc, frames_in_text, lexical_doc, weighted_frames
 from agent.retrieval.text import error_embedding_text
 from agent.store import repo
 from agent.store.tables import EventRow, KnowledgeRow, PatternRow, table_of
@@ -62,6 +66,8 @@ class Similar:
     title: str
     document: str
     metadata: dict[str, Any]
+    why: Why | None = None
+    """Why it matched (patterns; knowledge entries are ranked by vector only and leave it None)."""
 
 
 def pattern_text(pattern: Pattern, stack_trace: str | None) -> str:
@@ -82,6 +88,27 @@ def query_text(*, service: str, error_type: str, message: str, stack_trace: str 
     )
 
 
+def pattern_doc(pattern: Pattern, stack_trace: str | None) -> LexicalDoc:
+    frames, own = weighted_frames(stack_trace)
+    return lexical_doc(error_type=pattern.error_type, template=pattern.template, frames=frames, own_frames=own)
+
+
+def query_doc(text: str, stack_trace: str | None = None) -> LexicalDoc:
+    """The lexical view of a query: an embedding text (`query_text`) or free text, plus the stack when known."""
+    lines = text.splitlines() or [""]
+    head, rest = lines[0], lines[1:]
+    error_type, sep, template = head.partition(":")
+    if not sep:
+        error_type, template = "", head
+    extra = [line for line in rest if not line.startswith(("at ", "service "))]
+    if stack_trace:
+        frames, own = weighted_frames(stack_trace)
+    else:
+        frames = frames_in_text(text)
+        own = list(frames)
+    return lexical_doc(error_type=error_type, template=template, frames=frames, own_frames=own, extra=" ".join(extra))
+
+
 def _metadata(p: Pattern) -> dict[str, Any]:
     return {
         "kind": "pattern",
@@ -100,6 +127,8 @@ class Retrieval:
     def __init__(self, engine: Engine, store: VectorStore) -> None:
         self.engine = engine
         self.store = store
+        self.lexical = SyncedIndex(engine, "patterns")
+        """BM25 + trace similarity over the patterns, kept in step with the `lexical_docs` table."""
 
     # -- indexing ----------------------------------------------------------------------------
     def pending_patterns(self) -> int:
@@ -126,8 +155,10 @@ class Retrieval:
             }
         self._upsert_patterns(patterns, stacks)
         with self.engine.begin() as conn:
+            write_docs(conn, "patterns", {p.id: pattern_doc(p, stacks.get(p.sample_event_id or "")) for p in patterns})
             for pid, version in versions.items():
                 conn.execute(update(PATTERNS).where(PATTERNS.c.id == pid).values(indexed_version=version))
+        self.lexical.refresh(force=True)
         return len(patterns)
 
     def _upsert_patterns(self, patterns: Sequence[Pattern], stacks: dict[str, str | None]) -> None:
@@ -146,6 +177,7 @@ class Retrieval:
         self.store.reset("knowledge")
         with self.engine.begin() as conn:
             conn.execute(update(PATTERNS).values(indexed_version=0))
+            clear_docs(conn, "patterns")
             conn.execute(update(KNOWLEDGE).values(indexed_sha256=None))
             total = repo.count_patterns(conn)
         done = 0
@@ -220,9 +252,54 @@ class Retrieval:
         return dict(row._mapping) if row else None
 
     # -- search ------------------------------------------------------------------------------------
-    def _pattern_hits(self, text: str, k: int, filters: SearchFilters, exclude: Sequence[str] = ()) -> list[Similar]:
-        hits: list[Hit] = self.store.query("patterns", text, k=k, where=filters.where(), exclude_ids=exclude)
-        return [Similar("pattern", h.id, h.score, h.document.split("\n", 1)[0], h.document, h.metadata) for h in hits]
+    def _pattern_hits(
+        self,
+        text: str,
+        k: int,
+        filters: SearchFilters,
+        exclude: Sequence[str] = (),
+        stack_trace: str | None = None,
+    ) -> list[Similar]:
+        """Hybrid search (agent/retrieval/hybrid.py): vector, BM25 and trace similarity, fused by rank."""
+        if k <= 0:
+            return []
+        where = filters.where()
+        wanted = max(k, CANDIDATES)
+        hits: list[Hit] = self.store.query("patterns", text, k=wanted, where=where, exclude_ids=exclude)
+        index = self.lexical.refresh()
+        doc = query_doc(text, stack_trace)
+        lexical = index.bm25(doc.terms, wanted, exclude=exclude)
+        by_id = {h.id: h for h in hits}
+        if where is not None and any(d not in by_id for d, _ in lexical):
+            allowed = self._matching([d for d, _ in lexical if d not in by_id], filters)
+            lexical = [(d, s) for d, s in lexical if d in by_id or d in allowed]
+        lists = Lists(vector=[(h.id, h.score) for h in hits], bm25=lexical)
+        # Fused on ranks alone; only the winners that the vector list missed need their vector score.
+        ranked = fuse(lists, index, terms=doc.terms, frames=doc.frames, own=doc.own, k=k + 5)
+        missing = [r.id for r in ranked if r.id not in by_id]
+        by_id |= {h.id: h for h in self.store.score_ids("patterns", text, missing)}
+        out: list[Similar] = []
+        for r in ranked:
+            if (found := by_id.get(r.id)) is None:
+                continue  # in the lexical table but not (yet, or no longer) in the vector store
+            why = r.why if r.why.vector_score is not None else dataclasses.replace(r.why, vector_score=found.score)
+            title = found.document.split("\n", 1)[0]
+            out.append(Similar("pattern", found.id, found.score, title, found.document, found.metadata, why))
+        return out[:k]
+
+    def _matching(self, ids: Sequence[str], filters: SearchFilters) -> set[str]:
+        """Those of `ids` whose pattern passes the filters (the vector store filters its own hits itself)."""
+        query = select(PATTERNS.c.id).where(PATTERNS.c.id.in_(list(ids)))
+        if filters.service:
+            query = query.where(PATTERNS.c.service == filters.service)
+        if filters.severity:
+            query = query.where(PATTERNS.c.max_severity == filters.severity)
+        if filters.resolved is not None:
+            query = query.where(PATTERNS.c.resolved == filters.resolved)
+        if filters.since is not None:
+            query = query.where(PATTERNS.c.last_seen >= filters.since)
+        with self.engine.connect() as conn:
+            return {r.id for r in conn.execute(query)}
 
     def _knowledge_hits(self, text: str, k: int) -> list[Similar]:
         hits = self.store.query("knowledge", text, k=k)
@@ -236,14 +313,25 @@ class Retrieval:
     ) -> list[Similar]:
         with self.engine.connect() as conn:
             sample = repo.get_event(conn, pattern.sample_event_id) if pattern.sample_event_id else None
-        text = pattern_text(pattern, sample.stack_trace if sample else None)
-        out = self._pattern_hits(text, k, filters or SearchFilters(), exclude=[pattern.id])
-        out += self._knowledge_hits(text, knowledge_k) if knowledge_k else []
-        return sorted(out, key=lambda s: -s.score)
+        stack = sample.stack_trace if sample else None
+        text = pattern_text(pattern, stack)
+        out = self._pattern_hits(text, k, filters or SearchFilters(), exclude=[pattern.id], stack_trace=stack)
+        return out + (self._knowledge_hits(text, knowledge_k) if knowledge_k else [])
 
     def search(
-        self, text: str, *, k: int = 5, filters: SearchFilters | None = None, knowledge_k: int = 3
+        self,
+        text: str,
+        *,
+        k: int = 5,
+        filters: SearchFilters | None = None,
+        knowledge_k: int = 3,
+        stack_trace: str | None = None,
     ) -> list[Similar]:
-        out = self._pattern_hits(text, k, filters or SearchFilters())
-        out += self._knowledge_hits(text, knowledge_k) if knowledge_k else []
-        return sorted(out, key=lambda s: -s.score)
+        """Patterns (hybrid ranking, best first), then knowledge entries (by vector score).
+
+        Args:
+            text: An embedding text (`query_text`) or free text.
+            stack_trace: The query's whole stack, when known: its frames feed the trace similarity.
+        """
+        out = self._pattern_hits(text, k, filters or SearchFilters(), stack_trace=stack_trace)
+        return out + (self._knowledge_hits(text, knowledge_k) if knowledge_k else [])

@@ -117,19 +117,69 @@ def complete(engine: Engine, job: Job, now: dt.datetime) -> None:
         )
 
 
+def release(engine: Engine, job: Job, now: dt.datetime, reason: str) -> bool:
+    """Give a claimed job back, runnable now, its attempt not counted: the worker stopped, not the job.
+
+    Only while this claim still holds it (running, not taken over after an expired lease). True when released.
+    """
+    with engine.begin() as conn:
+        res = conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id == job.id, JOBS.c.status == "running", JOBS.c.attempts == job.attempts)
+            .values(
+                status="queued",
+                attempts=job.attempts - 1,
+                run_after=now,
+                locked_until=None,
+                last_error=reason[:2000],
+                updated_at=now,
+            )
+        )
+        return bool(res.rowcount)
+
+
 def backoff_s(attempts: int, *, base: float = 5.0, cap: float = 900.0) -> float:
     """Exponential backoff with full jitter."""
     return random.uniform(0.5, 1.0) * min(cap, base * 2.0 ** max(0, attempts - 1))
 
 
-def fail(engine: Engine, job: Job, now: dt.datetime, error: str) -> bool:
-    """Record a failure; retry later with backoff, or give up after max_attempts. True when it will retry."""
-    retry = job.attempts < job.max_attempts
+OUTAGE_BACKOFF_CAP_S = 3600.0
+"""A job failing because the model is down waits at most this long between tries, and never gives up."""
+
+
+def fail(engine: Engine, job: Job, now: dt.datetime, error: str, *, outage: bool = False) -> bool:
+    """Record a failure; retry later with backoff, or give up after max_attempts. True when it will retry.
+
+    An ``outage`` (the model is unreachable, not the job's fault) retries for as long as it lasts, with
+    exponential backoff capped at ``OUTAGE_BACKOFF_CAP_S``: the job runs again once the model is back.
+    """
+    retry = outage or job.attempts < job.max_attempts
     values: dict[str, Any] = {"last_error": error[:2000], "updated_at": now, "locked_until": None}
     if retry:
-        values.update(status="queued", run_after=now + dt.timedelta(seconds=backoff_s(job.attempts)))
+        wait = backoff_s(job.attempts, cap=OUTAGE_BACKOFF_CAP_S) if outage else backoff_s(job.attempts)
+        values.update(status="queued", run_after=now + dt.timedelta(seconds=wait))
     else:
         values.update(status="failed", dedupe_key=None)
     with engine.begin() as conn:
         conn.execute(update(JOBS).where(JOBS.c.id == job.id).values(**values))
     return retry
+
+
+@dataclass(frozen=True)
+class JobState:
+    status: str
+    attempts: int
+    last_error: str | None
+    run_after: dt.datetime | None
+    updated_at: dt.datetime | None
+
+
+def latest(conn: Connection, kind: str, key: str) -> JobState | None:
+    """The newest job of this kind for this subject, whatever its status."""
+    row = conn.execute(
+        select(JOBS.c.status, JOBS.c.attempts, JOBS.c.last_error, JOBS.c.run_after, JOBS.c.updated_at)
+        .where(JOBS.c.kind == kind, JOBS.c.key == key)
+        .order_by(JOBS.c.id.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else JobState(row.status, row.attempts, row.last_error, row.run_after, row.updated_at)

@@ -100,7 +100,7 @@ def list_patterns(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Pattern], int]:
-    stmt = select(PATTERNS)
+    stmt = select(PATTERNS).where(PATTERNS.c.merged_into.is_(None))  # a merged pattern lives on in its target
     if service:
         stmt = stmt.where(PATTERNS.c.service == service)
     if severity:

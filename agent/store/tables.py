@@ -212,3 +212,20 @@ class IdempotencyKeyRow(Base):
     key: Mapped[str] = mapped_column(String(128), primary_key=True)
     results: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(nullable=False, index=True)
+
+
+class LexicalDocRow(Base):
+    """The lexical view of an indexed record (issue 14, retrieval): the source every process fills its
+    in-memory BM25 / trace-similarity index from, so replicas rank alike. `seq` grows with every write."""
+
+    __tablename__ = "lexical_docs"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    collection: Mapped[str] = mapped_column(String(16), nullable=False)
+    doc_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    terms: Mapped[str] = mapped_column(Text, nullable=False)
+    """Terms joined by spaces (a term never holds a space)."""
+    frames: Mapped[dict[str, Any]] = mapped_column(nullable=False)
+    """Frame -> base weight."""
+
+    __table_args__ = (Index("ux_lexical_docs_collection_doc", "collection", "doc_id", unique=True),)

@@ -24,6 +24,7 @@ from typing import Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, Embeddable, EmbeddingFunction, Embeddings, Space
@@ -173,6 +174,7 @@ class VectorStore:
         self._function = cast("EmbeddingFunction[Embeddable]", ErrlearnEmbeddingFunction(embedder))
         self._collections: dict[str, Collection] = {}
         self._lock = threading.Lock()
+        self._query_cache: dict[str, list[float]] = {}
 
     @classmethod
     def open(cls, embedder: Embedder, *, path: Path | None = None, url: str | None = None) -> VectorStore:
@@ -285,7 +287,7 @@ class VectorStore:
         # Fetch extra results to make up for the excluded ids (Chroma has no "id not in" filter). Chroma
         # returns fewer when the collection (or the filtered part of it) is smaller, and [] when empty.
         result = target.query(
-            query_texts=[text],
+            query_embeddings=[self._query_vector(text)],  # type: ignore[arg-type]  # a list of floats is a Sequence[float]
             n_results=k + len(excluded),
             where=_normalise_where(where),
             include=["documents", "metadatas", "distances"],
@@ -311,6 +313,43 @@ class VectorStore:
             if len(hits) == k:
                 break
         return hits
+
+    def _query_vector(self, text: str) -> list[float]:
+        """The query's embedding; the last few are kept, since a hybrid search asks twice for one text."""
+        with self._lock:
+            cached = self._query_cache.get(text)
+        if cached is None:
+            (cached,) = self._embedder.embed([text])
+            with self._lock:
+                if len(self._query_cache) >= 64:
+                    self._query_cache.pop(next(iter(self._query_cache)))
+                self._query_cache[text] = cached
+        return cached
+
+    def score_ids(self, collection: CollectionName, text: str, ids: Sequence[str]) -> list[Hit]:
+        """The records with these ids (those that exist), each scored by cosine similarity to `text`."""
+        if not ids:
+            return []
+        target = self._collection(collection)
+        result = target.get(ids=list(ids), include=["documents", "metadatas", "embeddings"])
+        found = result["ids"]
+        if not found:
+            return []
+        query = np.asarray(self._query_vector(text), dtype=np.float32)
+        vectors = np.asarray(result["embeddings"], dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1) * max(float(np.linalg.norm(query)), 1e-12)
+        scores = (vectors @ query) / np.maximum(norms, 1e-12)
+        documents = result.get("documents") or [""] * len(found)
+        metadatas = result.get("metadatas") or [{}] * len(found)
+        return [
+            Hit(
+                id=record_id,
+                score=max(-1.0, min(1.0, float(scores[i]))),
+                document=documents[i] or "",
+                metadata=dict(metadatas[i] or {}),
+            )
+            for i, record_id in enumerate(found)
+        ]
 
     def delete(self, collection: CollectionName, ids: Sequence[str]) -> None:
         if ids:  # an empty id list must not be read as "no filter"

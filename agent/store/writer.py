@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.domain import Severity
@@ -34,14 +34,14 @@ from agent.store.sink_queue import Sink
 from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, PatternAliasRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
+_RETRYABLE = {"40P01", "40001"}
+"""PostgreSQL deadlock_detected and serialization_failure."""
 
 EVENTS = table_of(EventRow)
 PATTERNS = table_of(PatternRow)
 COUNTERS = table_of(CounterRow)
 ALIASES = table_of(PatternAliasRow)
 IDEMPOTENCY = table_of(IdempotencyKeyRow)
-CONFLICT_RETRIES = 5
-"""Attempts at a batch whose new pattern another process created at the same time."""
 
 
 @dataclass(frozen=True)
@@ -226,22 +226,20 @@ class EventWriter:
             except Exception:
                 log.exception("on_committed hook failed")
 
-    def _commit_retrying(self, batch: list[_Work]) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
-        """Commit; when the transaction lost a race with another writer process, start over.
-
-        With several processes on one database (`serve --workers`, replicas) two writers may create the
-        same pattern at once (the loser fails on the unique key) or deadlock on PostgreSQL; the failed
-        transaction rolls back whole. The retry reloads state from the database, finds the winner's
-        pattern and counts into it.
-        """
-        for attempt in range(1, CONFLICT_RETRIES + 1):
+    def _commit_retrying(
+        self, batch: list[_Work], attempts: int = 5
+    ) -> tuple[list[list[Stored]], list[dict[str, Any]]]:
+        """`_commit`, again when PostgreSQL picked this transaction as a deadlock victim (replicas or the
+        merge pass updating the same pattern rows): the transaction rolled back whole, so a retry is exact."""
+        for attempt in range(1, attempts + 1):
             try:
                 return self._commit(batch)
-            except DBAPIError as exc:
-                if not _conflict(exc) or attempt == CONFLICT_RETRIES:
+            except OperationalError as exc:
+                if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
                     raise
-                log.info("writer: conflict with another writer process (%s); retrying (%d)", type(exc.orig), attempt)
+                log.info("writer transaction hit %s; retrying (attempt %d)", type(exc.orig).__name__, attempt)
                 self._patterns.clear()
+                time.sleep(0.01 * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _replays(self, batch: list[_Work]) -> dict[int, list[Stored] | int]:
@@ -349,7 +347,7 @@ class EventWriter:
                 self._patterns[pid] = _PatternInfo(pid, Severity(sev).rank)
         new_ids: set[str] = set()
         new_rows = []
-        for pid, group in sorted(by_pid.items()):  # one row order in every process: no deadlocks between writers
+        for pid, group in sorted(by_pid.items()):  # one lock order for every writer: no deadlock between them
             first_row, first_grouping = group[0]
             times = [r["timestamp"] for r, _ in group]
             top = max((Severity(r["severity"]) for r, _ in group), key=lambda s: s.rank)
@@ -387,6 +385,7 @@ class EventWriter:
                 info.max_rank = top.rank
             conn.execute(update(PATTERNS).where(PATTERNS.c.id == info.id).values(**values))
         if new_rows:
+            new_rows.sort(key=lambda r: str(r["id"]))
             ins = _insert_for(conn)(PATTERNS)
             conn.execute(
                 ins.on_conflict_do_update(
@@ -409,11 +408,6 @@ class EventWriter:
         ins = _insert_for(conn)(COUNTERS)
         stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
         conn.execute(stmt, [{"name": k, "value": v} for k, v in sorted(counters.items())])
-
-
-def _conflict(exc: DBAPIError) -> bool:
-    """A unique-key race, a deadlock or a serialization failure with another writer: worth a retry."""
-    return isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
 def _lock_for_write(conn: Connection) -> None:

@@ -18,8 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.diagnosis.known_cause import known_cause_diagnosis
 from agent.domain import Diagnosis, DiagnosisStatus
 from agent.llm.providers import ModelUnavailable
+from evals.calibration import (
+    MatchRow,
+    calibrate_threshold,
+    calibration_bins,
+    is_confident_wrong,
+    is_useful,
+    split_of,
+)
 from evals.scorers import bullet_recall, no_issue_inconclusive_rate, schema_valid_rate
 from evals.suites.base import EvalData, Metrics, SuiteContext, SuiteResult, percentile, rounded
 from evals.suites.events import incident_bodies, own_body
@@ -49,6 +58,8 @@ class Outcome:
     bullet_recall: float | None
     judge_recall: float | None
     judge_hits: list[bool | None] | None
+    match: MatchRow | None = None
+    """The nearest known cause, scored as if it were the answer (for calibrating the threshold)."""
 
 
 def answer_text(d: Diagnosis) -> str:
@@ -76,13 +87,18 @@ def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
         finally:
             if judge is not None:
                 judge.close()
-        model_name = pipe.services.runtime.model().name if pipe.services.runtime.model_ready else None
+        model_name = (
+            pipe.services.runtime.model().name
+            if pipe.services.runtime.model_ready
+            else f"{ctx.settings.llm} (not started: no case needed it)"
+        )
     for kind in ("own", "incidents"):
         mine = [o for o in outcomes if o.target.source == kind]
         if mine:
             result.by_kind[kind] = score(mine)
             result.by_source[kind] = result.by_kind[kind]
     result.cases = [_row(o) for o in outcomes]
+    result.notes += calibration_notes(outcomes)
     result.notes.append(f"model {model_name}; knowledge entries imported: {knowledge}")
     if judge is not None:
         result.notes.append(f"judge {judge.name} (prompt v{JUDGE_PROMPT_VERSION})")
@@ -164,7 +180,24 @@ def _diagnose(pipe: Pipeline, target: Target, judge: Judge | None, ctx: SuiteCon
     elif target.bullets:
         recall = 0.0  # no answer states nothing
     ctx.progress.advance()
-    return Outcome(target, diagnosis, error, exists, recall, judge_recall, judge_hits)
+    match = _match_row(pipe, target) if target.pattern_id is not None else None
+    return Outcome(target, diagnosis, error, exists, recall, judge_recall, judge_hits, match)
+
+
+def _match_row(pipe: Pipeline, target: Target) -> MatchRow:
+    """The known-cause path's view of a case, whatever threshold is set: its nearest cause and that answer's recall."""
+    assert target.pattern_id is not None
+    diagnoser = pipe.services.diagnoser
+    candidates, signal = diagnoser.candidates(target.pattern_id)
+    pattern, ectx = diagnoser.gather(target.pattern_id)
+    if not candidates:
+        return MatchRow(target.case_id, target.no_issue, signal, None, None)
+    top = candidates[0]
+    recall = None
+    if target.bullets:
+        written = known_cause_diagnosis(pattern, ectx, top, confidence=1.0)
+        recall = bullet_recall(answer_text(written), target.bullets).score
+    return MatchRow(target.case_id, target.no_issue, signal, top.score, recall)
 
 
 def _exists(pipe: Pipeline, ident: str) -> bool:
@@ -199,15 +232,57 @@ def score(outcomes: Sequence[Outcome]) -> Metrics:
             else None
         ),
         "issue_inconclusive_rate": _share([_verdict(o) == "inconclusive" for o in issues]),
+        "useful_rate": _share([_useful(o) for o in issues]),
+        "confident_wrong_rate": _share([_wrong(o) for o in issues]),
+        "useful_rate_test_half": _share([_useful(o) for o in issues if split_of(o.target.case_id) == "test"]),
         "bullet_recall": rounded(sum(recalls) / len(recalls)) if recalls else None,
         "judge_bullet_recall": rounded(sum(judge_recalls) / len(judge_recalls)) if judge_recalls else None,
         "latency_ms_mean": rounded(sum(latencies) / len(latencies), 1) if latencies else None,
+        "latency_ms_p50": percentile(latencies, 50),
         "latency_ms_p95": percentile(latencies, 95),
         "input_tokens_mean": rounded(sum(d.input_tokens for d in diagnoses) / len(diagnoses), 1) if diagnoses else None,
         "output_tokens_mean": rounded(sum(d.output_tokens for d in diagnoses) / len(diagnoses), 1)
         if diagnoses
         else None,
     }
+
+
+def _useful(o: Outcome) -> bool:
+    d = o.diagnosis
+    return d is not None and is_useful(d.status is DiagnosisStatus.inconclusive, o.bullet_recall)
+
+
+def _wrong(o: Outcome) -> bool:
+    d = o.diagnosis
+    return d is not None and is_confident_wrong(d.status is DiagnosisStatus.inconclusive, o.bullet_recall)
+
+
+def calibration_notes(outcomes: Sequence[Outcome]) -> list[str]:
+    """Confidence-vs-useful bins of the answered issue cases, and the known-cause threshold calibrated
+    on the dev half with its figures on the test half."""
+    notes: list[str] = []
+    points = [
+        (o.diagnosis.confidence, _useful(o))
+        for o in outcomes
+        if o.diagnosis is not None and not o.target.no_issue and o.diagnosis.status is DiagnosisStatus.diagnosed
+    ]
+    bins = calibration_bins(points)
+    if bins:
+        notes.append(
+            "calibration (confidence: answered, useful share): "
+            + "; ".join(f"{b['bin']}: {b['n']}, {b['useful']}" for b in bins)
+        )
+    rows = [o.match for o in outcomes if o.match is not None]
+    calibrated = calibrate_threshold(rows)
+    if calibrated is not None:
+        dev, test = calibrated
+        notes.append(
+            f"known-cause threshold calibrated on the dev half: {dev.threshold} "
+            f"(dev useful {dev.useful_rate}, confident-wrong {dev.confident_wrong_rate}, {dev.cases} cases; "
+            f"test useful {test.useful_rate}, confident-wrong {test.confident_wrong_rate}, "
+            f"controls answered {test.controls_answered}, {test.cases} cases)"
+        )
+    return notes
 
 
 def _share(flags: Sequence[bool]) -> float | None:
@@ -233,6 +308,11 @@ def _row(o: Outcome) -> dict[str, Any]:
         "status": d.status.value if d else None,
         "inconclusive": d.status is DiagnosisStatus.inconclusive if d else None,
         "confidence": d.confidence if d else None,
+        "split": split_of(o.target.case_id),
+        "path_model": d.model if d else None,
+        "known_cause_score": o.match.score if o.match else None,
+        "known_cause_recall": rounded(o.match.recall) if o.match else None,
+        "failure_signal": o.match.failure_signal if o.match else None,
         "evidence": d.evidence if d else [],
         "citations_exist": o.citations_exist,
         "removed_citations": d.removed_citations if d else [],

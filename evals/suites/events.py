@@ -7,9 +7,9 @@
   question as `context`. The first line is the question followed by `[<tool>]`: the same shape for
   every tool of an incident, so Drain puts them in one pattern (template "<question> <*>", which
   is also what retrieval embeds) while each stays a distinct event in the model's evidence. The
-  body keeps the output's error-looking lines first: a service reports the error line, not a
-  whole `kubectl describe`, and only the start of a message reaches the model (the evidence
-  context shows ~120 tokens of each event).
+  body is the output's deciding lines from `agent.capture.evidence.extract_evidence` (the extractor
+  `errlearn run` uses): a service reports the error line, not a whole `kubectl describe`, and only
+  the start of a message reaches the model (the evidence context shows ~120 tokens of each event).
 """
 
 from __future__ import annotations
@@ -17,21 +17,18 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from agent.capture.evidence import extract_evidence
 from evals.dataset import EvalCase
 from evals.loaders import Incident, LogLine, Trace
 
 MAX_SERVICE = 64
 MAX_ERROR_TYPE = 256
 INCIDENT_MESSAGE_CHARS = 4000
+INCIDENT_LINES = 24
+"""Deciding lines kept per tool output."""
 INCIDENT_EVENTS = 8
 """Tool outputs turned into events per incident (the evidence context shows at most five)."""
 
-_SALIENT = re.compile(
-    r"error|fail|fatal|warn|kill|oom|back-?off|crash|panic|exception|pending|not ?found|denied|refused|"
-    r"timeout|timed out|unhealthy|evict|exceed|invalid|missing|cannot|can't|unable|unavailable|insufficient|"
-    r"mismatch|partition|expired|reason|status|state:|ready|restart|exit code|\b[45]\d\d\b",
-    re.IGNORECASE,
-)
 _SERVICE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -70,11 +67,12 @@ def trace_body(trace: Trace) -> dict[str, Any]:
 
 
 def salient_text(output: str, limit: int = INCIDENT_MESSAGE_CHARS) -> str:
-    """The output's error-looking lines first (in order), then the others, cut at `limit` characters."""
-    lines = [line.rstrip() for line in output.splitlines() if line.strip()]
-    first = [line for line in lines if _SALIENT.search(line)]
-    rest = [line for line in lines if not _SALIENT.search(line)]
-    return "\n".join(first + rest)[:limit]
+    """The output's deciding lines (errlearn's evidence extractor, the one `errlearn run` uses), cut at
+    `limit` characters; the first lines when the extractor finds nothing."""
+    found = extract_evidence(output, max_lines=INCIDENT_LINES)
+    if found.lines:
+        return "\n".join(found.lines)[:limit]
+    return "\n".join(line.rstrip() for line in output.splitlines() if line.strip())[:limit]
 
 
 def incident_bodies(incident: Incident, service: str) -> list[dict[str, Any]]:

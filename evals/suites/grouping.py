@@ -2,7 +2,8 @@
 
 Each source gets a fresh pipeline (Drain's state is shared across services, so another dataset in
 the same run could otherwise change a system's result). Events go through `POST /errors/batch`;
-the `pattern_id` the API answers is the predicted group.
+then the merge pass runs (as the worker does), and the pattern each event is stored under is the
+predicted group.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
     for log in data.loghub:
         ctx.progress.start(f"grouping loghub/{log.system}", len(log.lines))
         with open_pipeline(ctx.settings) as pipe:
-            ingested = pipe.ingest([loghub_body(line) for line in log.lines])
+            ingested = pipe.settle(pipe.ingest([loghub_body(line) for line in log.lines]))
         ctx.progress.advance(len(log.lines))
         ids = [f"{log.system}:{line.line_id}" for line in log.lines]
         pred = _predictions(ingested, ids)
@@ -63,7 +64,7 @@ def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
         traces = [t for t in project.traces if t.bug in bugs]
         ctx.progress.start(f"grouping defects4j/{project.project}", len(traces))
         with open_pipeline(ctx.settings) as pipe:
-            ingested = pipe.ingest([trace_body(t) for t in traces])
+            ingested = pipe.settle(pipe.ingest([trace_body(t) for t in traces]))
         ctx.progress.advance(len(traces))
         ids = [f"{t.cluster}:{t.test_name}" for t in traces]
         pred = _predictions(ingested, ids)
@@ -84,7 +85,7 @@ def _own(data: EvalData, ctx: SuiteContext, result: SuiteResult) -> None:
     cases = data.own
     ctx.progress.start("grouping own cases", len(cases))
     with open_pipeline(ctx.settings) as pipe:
-        ingested = pipe.ingest([own_body(c) for c in cases])
+        ingested = pipe.settle(pipe.ingest([own_body(c) for c in cases]))
     ctx.progress.advance(len(cases))
     ids = [c.id for c in cases]
     pred = _predictions(ingested, ids)

@@ -40,8 +40,17 @@ class BulletVerdict(BaseModel):
     """True when the diagnosis states the expected point."""
 
 
+CONFIGURED = "configured"
+"""`--judge configured`: judge with the model errlearn is configured to use."""
+
+
 def judge_config(settings: Settings, model: str) -> LLMConfig:
-    """The judge's connection: the configured provider with another model id."""
+    """The judge's connection: the configured provider with another model id (`configured`: the
+    configured provider and model themselves, whatever they are)."""
+    if model == CONFIGURED:
+        from agent.runtime import llm_config
+
+        return llm_config(settings).model_copy(update={"max_output_tokens": 20, "temperature": 0.0})
     if model == "embedded":
         return LLMConfig(provider="embedded", gguf_path=settings.llm_gguf_path, max_output_tokens=20, temperature=0.0)
     provider = settings.llm if settings.llm != "embedded" else "ollama"

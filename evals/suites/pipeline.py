@@ -81,6 +81,27 @@ class Pipeline:
         return Ingested("rejected", error=response.text[:300]), response.status_code, response.text
 
     # -- the worker's jobs, run here on demand ----------------------------------------------------------
+    def settle(self, ingested: Sequence[Ingested]) -> list[Ingested]:
+        """Run the background merge pass as the worker would, then each event's pattern as stored now."""
+        from sqlalchemy import select
+
+        from agent.store.merges import merge_pass
+        from agent.store.tables import EventRow, table_of
+
+        engine = self.services.core.engine
+        merge_pass(self.settings, engine)
+        events = table_of(EventRow)
+        ids = [r.event_id for r in ingested if r.event_id]
+        final: dict[str, str] = {}
+        with engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                final.update(conn.execute(select(events.c.id, events.c.pattern_id).where(events.c.id.in_(chunk))).all())
+        return [
+            Ingested(r.status, r.event_id, final.get(r.event_id, r.pattern_id), r.error) if r.event_id else r
+            for r in ingested
+        ]
+
     def retrieval(self) -> Retrieval:
         return self.services.runtime.retrieval()
 

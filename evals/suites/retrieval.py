@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -48,6 +48,41 @@ def score(ranked: Sequence[Sequence[str]], expected: Sequence[Collection[str]]) 
     }
 
 
+MACRO_KEYS = ("recall_at_1", "recall_at_5", "mrr")
+
+
+def _macro(rows: Iterable[Metrics]) -> Metrics:
+    """`macro_<metric>`: the mean of the per-source figures (each source weighs the same)."""
+    mean = mean_metrics([{k: m.get(k) for k in MACRO_KEYS} for m in rows])
+    return {f"macro_{k}": mean.get(k) for k in MACRO_KEYS}
+
+
+def micro_and_macro(result: SuiteResult, kind: str) -> Metrics:
+    """A data kind's metrics over all its queries (micro: the headline), with the per-source mean beside.
+
+    A source with hundreds of near-identical queries weighs by its queries in the micro figure; the
+    macro figure weighs each source (project) alike, so the two together show a skewed source.
+    """
+    prefix = (kind + "/", kind)
+    rows = [c for c in result.cases if c["source"] == kind or c["source"].startswith(prefix[0])]
+    ranks = [c["rank"] for c in rows]
+    sources = [m for name, m in result.by_source.items() if name == kind or name.startswith(prefix[0])]
+    counts = {k: v for k, v in mean_metrics(sources).items() if isinstance(v, int) and k != "cases"}
+    return _score_ranks(ranks) | _macro(sources) | counts
+
+
+def _score_ranks(ranks: Sequence[int | None]) -> Metrics:
+    if not ranks:
+        return {"recall_at_1": None, "recall_at_5": None, "mrr": None, "cases": 0}
+    n = len(ranks)
+    return {
+        "recall_at_1": round(sum(1 for r in ranks if r is not None and r <= 1) / n, 4),
+        "recall_at_5": round(sum(1 for r in ranks if r is not None and r <= 5) / n, 4),
+        "mrr": round(sum(1 / r for r in ranks if r is not None and r <= TOP_K) / n, 4),
+        "cases": n,
+    }
+
+
 def _event_query(pipe: Pipeline, body: dict[str, Any]) -> str:
     """The query for an incoming event, from its scrubbed text (what errlearn stores and indexes)."""
     scrub = pipe.services.core.scrubber.text
@@ -60,8 +95,11 @@ def _event_query(pipe: Pipeline, body: dict[str, Any]) -> str:
     )
 
 
-def _pattern_ranking(pipe: Pipeline, text: str) -> list[str]:
-    return [s.id for s in pipe.retrieval().search(text, k=TOP_K, knowledge_k=0) if s.kind == "pattern"]
+def _pattern_ranking(pipe: Pipeline, text: str, body: dict[str, Any]) -> list[str]:
+    stack = body.get("stack_trace")
+    stack = pipe.services.core.scrubber.text(stack) if stack else None
+    hits = pipe.retrieval().search(text, k=TOP_K, knowledge_k=0, stack_trace=stack)
+    return [s.id for s in hits if s.kind == "pattern"]
 
 
 def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
@@ -72,13 +110,11 @@ def run(data: EvalData, ctx: SuiteContext) -> SuiteResult:
     for project in data.defects4j:
         _defects4j(project.project, project.traces, project.limited_bugs, ctx, result)
     if data.defects4j:
-        rows = [m for name, m in result.by_source.items() if name.startswith("defects4j/")]
-        result.by_kind["defects4j"] = mean_metrics(rows)
+        result.by_kind["defects4j"] = micro_and_macro(result, "defects4j")
     for books in data.runbooks:
         _runbooks(books.root, books.runbooks, books.limit, ctx, result)
     if data.runbooks:
-        rows = [m for name, m in result.by_source.items() if name.startswith("runbooks")]
-        result.by_kind["runbooks"] = mean_metrics(rows)
+        result.by_kind["runbooks"] = micro_and_macro(result, "runbooks")
     if not (data.own or data.defects4j or data.runbooks):
         result.notes.append("no retrieval data found (our JSONL with similar_to, Defects4J, runbooks)")
     result.seconds = round(time.perf_counter() - started, 2)
@@ -103,7 +139,7 @@ def _own(data: EvalData, ctx: SuiteContext, result: SuiteResult) -> None:
                 skipped += 1  # its earlier twin is outside --data/--limit (or was rejected at ingest)
             elif target is not None:
                 relevant = {pattern_of[target]} | patterns_of_group.get(loaded[target].labels.group, set())
-                hits = _pattern_ranking(pipe, _event_query(pipe, body))
+                hits = _pattern_ranking(pipe, _event_query(pipe, body), body)
                 ranked.append(hits)
                 expected.append(relevant)
                 services.append(case.event.service)
@@ -114,13 +150,12 @@ def _own(data: EvalData, ctx: SuiteContext, result: SuiteResult) -> None:
                 patterns_of_group.setdefault(case.labels.group, set()).add(stored.pattern_id)
             pipe.index()
             ctx.progress.advance()
-    metrics = score(ranked, expected)
-    metrics["skipped_missing_target"] = skipped
-    result.by_kind["own"] = metrics
-    result.by_source["own"] = metrics
     for service in sorted(set(services)):
         keep = [i for i, s in enumerate(services) if s == service]
         result.by_source[f"own/{service}"] = score([ranked[i] for i in keep], [expected[i] for i in keep])
+    metrics = score(ranked, expected) | _macro(m for name, m in result.by_source.items() if name.startswith("own/"))
+    metrics["skipped_missing_target"] = skipped
+    result.by_kind["own"] = metrics
     if skipped:
         result.notes.append(
             f"own: {skipped} queries skipped because their similar_to case was not loaded (or not stored)"
@@ -145,7 +180,7 @@ def _defects4j(
         ctx.progress.advance(len(first))
         for trace in queries:
             relevant = {pattern_of_bug[trace.bug]} if trace.bug in pattern_of_bug else set()
-            hits = _pattern_ranking(pipe, _event_query(pipe, trace_body(trace)))
+            hits = _pattern_ranking(pipe, _event_query(pipe, trace_body(trace)), trace_body(trace))
             ranked.append(hits)
             expected.append(relevant)
             result.cases.append(_row(f"defects4j/{project}", f"{trace.cluster}:{trace.test_name}", hits, relevant))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,9 +14,12 @@ from pydantic import BaseModel, Field
 
 from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
+from agent.api.model_errors import model_down
 from agent.api.routes.search import ServicesDep
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
+from agent.settings import Settings
+from agent.store import jobs
 
 if TYPE_CHECKING:
     from agent.llm.agents import AskResult
@@ -78,10 +82,26 @@ def get_diagnosis(services: ServicesDep, pattern_id: str = Path(max_length=64)) 
         raise ApiError(404, "not_found", f"no pattern {pattern_id!r}")
     d = services.diagnoser.current(pattern_id)
     if d is None:
-        raise ApiError(
+        with services.core.engine.connect() as conn:
+            job = jobs.latest(conn, "diagnose", pattern_id)
+        raise _no_diagnosis(pattern_id, job)
+    return d
+
+
+def _no_diagnosis(pattern_id: str, job: jobs.JobState | None) -> ApiError:
+    """404 that says why: a job queued or running (and its last error), a job that gave up, or none."""
+    if job is None or job.status == "done":
+        return ApiError(
             404, "not_diagnosed", f"pattern {pattern_id} has no diagnosis yet; POST .../diagnose to queue one"
         )
-    return d
+    tried = f"after {job.attempts} attempt{'s' if job.attempts != 1 else ''}" if job.attempts else "not tried yet"
+    error = f"; last error: {job.last_error}" if job.last_error else ""
+    if job.status == "failed":
+        return ApiError(404, "diagnosis_failed", f"the diagnosis of {pattern_id} failed {tried}{error}")
+    when = f", next try {job.run_after.isoformat()}" if job.status == "queued" and job.run_after else ""
+    return ApiError(
+        404, f"diagnosis_{job.status}", f"the diagnosis of {pattern_id} is {job.status} ({tried}{when}){error}"
+    )
 
 
 @router.post("/patterns/{pattern_id}/diagnose", status_code=202, dependencies=[AdminDep])
@@ -98,13 +118,29 @@ def diagnose(services: ServicesDep, pattern_id: str = Path(max_length=64)) -> di
 def ask(services: ServicesDep, body: AskRequest) -> AskPublic:
     """Answer a question about the stored errors, citing the events and patterns it relies on."""
     question = services.core.scrubber.text(body.question)
-    return _ask_public(services.diagnoser.ask(question, service=body.service, since=body.since))
+    try:
+        result = services.diagnoser.ask(question, service=body.service, since=body.since)
+    except Exception as exc:
+        _raise_if_model_down(exc, services.runtime.settings)
+        raise
+    return _ask_public(result)
+
+
+def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
+    reason = model_down(exc, settings)
+    if reason is not None:
+        raise ApiError(503, "model_unavailable", reason, headers={"Retry-After": "30"}) from exc
 
 
 @router.post("/ask/stream", dependencies=[KeyDep])
 async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingResponse:
     """Server-sent events: `delta` events with answer text as it is generated, then one `done` event."""
     question = services.core.scrubber.text(body.question)
+    try:  # a model that cannot start is a 503 before the stream, as for POST /ask
+        await asyncio.to_thread(services.runtime.model)
+    except Exception as exc:
+        _raise_if_model_down(exc, services.runtime.settings)
+        raise
 
     async def events() -> AsyncIterator[bytes]:
         try:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 
 from agent.api.deps import CoreDep, KeyDep
 from agent.api.errors import ApiError
-from agent.api.schemas import EventPublic, PatternDetailPublic, PatternPublic, PatternsPublic
+from agent.api.schemas import MAX_INT, EventPublic, PatternDetailPublic, PatternPublic, PatternsPublic
 from agent.domain import Severity
 
 router = APIRouter(prefix="/patterns", tags=["patterns"], dependencies=[KeyDep])
@@ -24,7 +24,7 @@ def list_patterns(
     since: dt.datetime | None = Query(default=None, description="only patterns seen since (ISO 8601)"),
     sort: Literal["last_seen", "count"] = "last_seen",
     limit: int = Query(default=50, ge=1, le=500),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=MAX_INT),
 ) -> PatternsPublic:
     data, total = core.patterns(
         service=service, severity=severity, q=q, since=since, sort=sort, limit=limit, offset=offset

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
+from agent.api.schemas import MAX_INT
 from agent.recovery.models import ActionView, AuditEntry, Outcome, Proposal, ProposalResult, ProposalStatus
 from agent.recovery.service import ProposalNotFound, Recovery
 
@@ -59,14 +60,14 @@ def list_proposals(
     status: Annotated[list[ProposalStatus] | None, Query()] = None,
     pattern_id: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[Proposal]:
     """Proposals, newest first (filter with `status=proposed&status=approved`, `pattern_id`)."""
     return recovery.proposals(status=status or (), pattern_id=pattern_id, limit=limit, offset=offset)
 
 
 @router.get("/proposals/{proposal_id}", response_model=Proposal)
-def get_proposal(recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1)]) -> Proposal:
+def get_proposal(recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1, le=MAX_INT)]) -> Proposal:
     proposal = recovery.proposal(proposal_id)
     if proposal is None:
         raise ApiError(404, "not_found", f"no proposal {proposal_id}")
@@ -75,7 +76,7 @@ def get_proposal(recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1)])
 
 @router.post("/proposals/{proposal_id}/approve", response_model=ProposalResult, dependencies=[AdminDep])
 def approve(
-    recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1)], body: ApproveRequest | None = None
+    recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1, le=MAX_INT)], body: ApproveRequest | None = None
 ) -> ProposalResult:
     """Allow a proposal to run (at the next recovery tick; cooldown, rate cap and breaker still apply)."""
     try:
@@ -85,7 +86,9 @@ def approve(
 
 
 @router.post("/proposals/{proposal_id}/deny", response_model=ProposalResult, dependencies=[AdminDep])
-def deny(recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1)], body: DenyRequest) -> ProposalResult:
+def deny(
+    recovery: RecoveryDep, proposal_id: Annotated[int, Path(ge=1, le=MAX_INT)], body: DenyRequest
+) -> ProposalResult:
     try:
         return _decided(recovery.deny(proposal_id, _actor(body.actor), body.reason))
     except ProposalNotFound as exc:
@@ -108,7 +111,7 @@ def reset_breaker(
 def audit(
     recovery: RecoveryDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0,
 ) -> list[AuditEntry]:
     """Every decision, newest first: proposed, refused (and why), approved, denied, run, output, outcome."""
     return recovery.audit(limit=limit, offset=offset)

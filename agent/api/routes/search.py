@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any
 
@@ -36,6 +37,9 @@ class SimilarPublic(BaseModel):
     service: str | None = None
     diagnosis: dict[str, Any] | None = None
     """The latest diagnosis of a similar pattern, when there is one."""
+    why: dict[str, Any] | None = None
+    """Why a pattern matched: vector score, BM25 score, trace similarity, their ranks, shared frames and rare
+    words, and a one-line `summary` (agent/retrieval/hybrid.py `Why`). None for knowledge entries."""
 
 
 class SearchRequest(BaseModel):
@@ -67,6 +71,7 @@ def _public(services: Services, hits: list[Similar]) -> list[SimilarPublic]:
                 diagnosis=d.model_dump(mode="json", include={"status", "summary", "root_cause", "confidence"})
                 if d
                 else None,
+                why=(dataclasses.asdict(h.why) | {"summary": h.why.summary()}) if h.why else None,
             )
         )
     return out
@@ -99,8 +104,10 @@ def search(services: ServicesDep, body: SearchRequest) -> list[SimilarPublic]:
             "give exactly one of 'text' or 'event'",
             [{"field": "text", "message": "text or event required"}],
         )
+    stack: str | None = None
     if body.event is not None:
         ev = services.core.normalize(body.event, services.runtime.clock())
+        stack = ev["stack_trace"]
         text = query_text(
             service=ev["service"],
             error_type=ev["error_type"],
@@ -112,7 +119,9 @@ def search(services: ServicesDep, body: SearchRequest) -> list[SimilarPublic]:
     filters = SearchFilters(
         service=body.service, severity=body.severity.value if body.severity else None, since=body.since
     )
-    hits = services.runtime.retrieval().search(text, k=body.k, filters=filters, knowledge_k=3 if body.knowledge else 0)
+    hits = services.runtime.retrieval().search(
+        text, k=body.k, filters=filters, knowledge_k=3 if body.knowledge else 0, stack_trace=stack
+    )
     return _public(services, hits)
 
 

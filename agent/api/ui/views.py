@@ -181,6 +181,7 @@ def similar(services: Services, pattern: Any) -> tuple[list[dict[str, Any]], str
             "text": h.document,
             "service": h.metadata.get("service"),
             "diagnosis": diags.get(h.id),
+            "why": h.why.summary() if h.why else None,
         }
         for h in hits
     ], None
@@ -199,6 +200,7 @@ def pattern_page(services: Services, pattern_id: str) -> dict[str, Any] | None:
         "similar": hits,
         "similar_error": similar_error,
         "diagnosis": services.diagnoser.current(pattern.id),
+        "diagnosis_job": diagnosis_job(services, pattern.id),
         "guide_available": False,
         "guide_entry": None,
         "recovery_available": False,
@@ -229,3 +231,11 @@ def knowledge_row(services: Services, entry_id: str) -> dict[str, Any] | None:
             )
         ).first()
     return dict(row._mapping) if row else None
+
+
+def diagnosis_job(services: Services, pattern_id: str) -> Any:
+    """The pattern's newest diagnosis job (state, attempts, last error), for the page to say where it stands."""
+    from agent.store import jobs
+
+    with services.core.engine.connect() as conn:
+        return jobs.latest(conn, "diagnose", pattern_id)

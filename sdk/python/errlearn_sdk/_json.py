@@ -7,7 +7,6 @@ without a `default`), as orjson does, so callers handle one exception.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +37,8 @@ def dumps(value: Any, *, default: Callable[[Any], Any] | None = None, non_str_ke
     if orjson is not None:
         return orjson.dumps(value, default=default, option=orjson.OPT_NON_STR_KEYS if non_str_keys else 0)
 
+    import json  # only without orjson: `import errlearn_sdk` stays cheap
+
     def fallback(obj: Any) -> Any:
         if isinstance(obj, dt.datetime | dt.date):
             return obj.isoformat()
@@ -62,4 +63,6 @@ def loads(data: bytes | str) -> Any:
     """Parse JSON bytes or text."""
     if orjson is not None:
         return orjson.loads(data)
+    import json
+
     return json.loads(data)

@@ -7,16 +7,17 @@ no event loop. Only the sender thread uses a transport.
 from __future__ import annotations
 
 import contextlib
-import gzip
-import http.client
 import logging
-import ssl
 from dataclasses import dataclass
 from enum import Enum
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from errlearn_sdk import _json
 from errlearn_sdk._version import __version__
+
+if TYPE_CHECKING:  # http.client, ssl and gzip load with the first send: `import errlearn_sdk` stays cheap
+    import http.client
 
 USER_AGENT = f"errlearn-python/{__version__}"
 log = logging.getLogger("errlearn.sdk")
@@ -84,8 +85,12 @@ class HttpTransport:
         self._conn: http.client.HTTPConnection | None = None
 
     def _connection(self) -> http.client.HTTPConnection:
+        import http.client
+
         if self._conn is None:
             if self._https:
+                import ssl
+
                 self._conn = http.client.HTTPSConnection(
                     self._host, self._port, timeout=self._timeout, context=ssl.create_default_context()
                 )
@@ -101,6 +106,8 @@ class HttpTransport:
             batch_id: sent as `Idempotency-Key`, the same on every retry of this batch.
         """
         if self._compress:
+            import gzip
+
             result = self._send_once(gzip.compress(body, compresslevel=5), batch_id, gzip_=True)
             if result.status not in (400, 415):
                 return result
@@ -110,6 +117,8 @@ class HttpTransport:
         return self._send_once(body, batch_id, gzip_=False)
 
     def _send_once(self, body: bytes, batch_id: str, *, gzip_: bool) -> SendResult:
+        import http.client
+
         headers = dict(self._headers)
         headers["Idempotency-Key"] = batch_id
         if gzip_:

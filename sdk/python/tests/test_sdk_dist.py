@@ -61,7 +61,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_is_small_and_holds_only_the_sdk(wheel: Path) -> None:
     assert wheel.stat().st_size < 200_000, f"{wheel.name}: {wheel.stat().st_size} bytes"
     names = zipfile.ZipFile(wheel).namelist()
-    assert "errlearn_sdk/__init__.py" in names and "errlearn_sdk/scrub.py" in names
+    assert (
+        "errlearn_sdk/__init__.py" in names
+        and "errlearn_sdk/scrub/__init__.py" in names
+        and "errlearn_sdk/scrub/rules.py" in names
+    )
     dist_info = "-".join(wheel.name.split("-")[:2]) + ".dist-info"
     assert {n.split("/")[0] for n in names} == {"errlearn_sdk", dist_info}
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("/METADATA"))).decode()
