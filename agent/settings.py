@@ -144,6 +144,14 @@ class Settings(BaseSettings):
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"
 
+    # -- ingest at scale (issue 16): backpressure, processes per box -----------------------------------
+    writer_max_queued_events: int = Field(default=20_000, ge=1)
+    """Events waiting for the writer before ingest answers 503 with `Retry-After` (bounds memory)."""
+    backpressure_retry_after_s: int = Field(default=1, ge=0, le=3600)
+    """The `Retry-After` seconds sent with a backpressure 503."""
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """`errlearn serve` processes; default the CPU cores this process may use."""
+
     # Hardening (issue 15): bounded shutdown.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
     """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,

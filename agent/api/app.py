@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse
 
 from agent import __version__
 from agent.api import docs, errors, ui
+from agent.api.fast_ingest import FastIngestMiddleware
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.request_id import RequestIdMiddleware
 from agent.api.routes import diagnosis, events, guide, merges, patterns, recovery, search, sentry, stats
@@ -67,6 +68,7 @@ def create_app(
     app.state.keys = ring
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(FastIngestMiddleware, state=app.state)  # ingest without routing (innermost)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: even a 413 carries X-Request-ID
     metrics_routes.install(app)  # GET /metrics, with this app's own registry

@@ -31,6 +31,10 @@ def serve(
     worker: Annotated[
         bool | None, typer.Option("--worker/--no-worker", help="run the background worker in this process")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="API processes (default: ERRLEARN_WORKERS or the usable CPU cores)"),
+    ] = None,
 ) -> None:
     """Run the HTTP API (ingest, search, diagnosis, guide, recovery) and its background worker."""
     import uvicorn
@@ -53,10 +57,17 @@ def serve(
     if generated is not None:
         console.print(f"[yellow]No API keys configured.[/] Generated keys are in [bold]{generated}[/] (mode 0600).")
         console.print("Set ERRLEARN_API_KEYS / ERRLEARN_ADMIN_KEY to use your own.")
-    application = create_app(settings, keys=ring)
+    from agent.serve_workers import serve_many, usable_cores
+
     h = host or settings.host
     p = port or settings.port
+    n = workers or settings.workers or usable_cores()
     console.print(banner(h, p), soft_wrap=True)
+    if n > 1:
+        console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
+        serve_many(settings, host=h, port=p, workers=n)
+        return
+    application = create_app(settings, keys=ring)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
     from agent.api.protocol import guarded_protocol
     from agent.shutdown import exit_now_if_unclean, request_budget
