@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +16,7 @@ from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
 from agent.api.model_errors import model_down
 from agent.api.routes.search import ServicesDep
+from agent.api.schemas import IsoDateTime
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
 from agent.logs import request_id
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class AskRequest(BaseModel):
     question: Annotated[str, Field(min_length=3, max_length=2000)]
     service: str | None = Field(default=None, max_length=64)
-    since: dt.datetime | None = None
+    since: IsoDateTime | None = None
 
 
 class Citation(BaseModel):
@@ -135,7 +135,17 @@ def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
         raise ApiError(503, "model_unavailable", reason, headers={"Retry-After": "30"}) from exc
 
 
-@router.post("/ask/stream", dependencies=[KeyDep])
+@router.post(
+    "/ask/stream",
+    dependencies=[KeyDep],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`delta` events with answer text, then one `done` event (or an `error` event)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingResponse:
     """Server-sent events: `delta` events with answer text as it is generated, then one `done` event."""
     question = services.core.scrubber.text(body.question)
