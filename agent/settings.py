@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
     the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
     and the process exits, stopping an embedded llama.cpp even mid-generation."""
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A connection that has not sent its first request's headers within this is closed (slow clients)."""
+    http_keep_alive_s: int = Field(default=5, ge=1, le=300)
+    """An idle keep-alive connection is closed after this (uvicorn's `timeout_keep_alive`)."""
+    http_max_connections_per_address: int = Field(default=64, ge=1, le=100_000)
+    """Open connections one client address may hold; more are closed at once."""
+    learning_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    """A learning run renews a lease every quarter of this; one whose process died is taken for dead after it."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -79,6 +79,9 @@ SPAN_TABLE = [
     ("took until 12:30:01", "took until <TS>"),
     ("meeting on Monday in May", "meeting on Monday in May"),
     ("version 2024 of 10 items", "version <NUM> of <NUM> items"),
+    ("estimated size 384.0 B, free 12 KB", "estimated size <SIZE>, free <SIZE>"),  # a number and its unit
+    ("took 30 ms then <1 sec", "took <DUR> then <DUR>"),
+    ("sent 403 bytes (403 bytes)", "sent <SIZE>"),  # one value in two units is one value
     # quoted values
     ('column "user_email" does not exist', 'column "<STR>" does not exist'),
     ("unknown key 'max_retries' in config", "unknown key '<STR>' in config"),

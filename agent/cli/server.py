@@ -69,7 +69,12 @@ def serve(
         return
     application = create_app(settings, keys=ring)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
+    from agent.api.protocol import guarded_protocol
     from agent.shutdown import exit_now_if_unclean, request_budget
+
+    protocol = guarded_protocol(
+        header_timeout_s=settings.http_header_timeout_s, max_per_address=settings.http_max_connections_per_address
+    )
 
     uvicorn.run(
         application,
@@ -79,6 +84,8 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=max(1, round(request_budget(settings.shutdown_grace_s))),  # bounded (issue 15)
+        http=protocol,  # header timeout and per-address connection cap (slow clients)
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
     exit_now_if_unclean(getattr(application.state, "shutdown_clean", True))
 

@@ -39,7 +39,7 @@ _SPANS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (rf"\b{_HMS}\b", "<TS>"),
         (r"(?<![\w.:])\d{1,2}:\d{2}\b(?![:.]\d)", "<TS>"),  # 10:42, or a lifetime 00:01 (mm:ss)
         # A number and its unit as two words: 403 bytes, 12 KB, 30 ms.
-        (r"(?<![\w.])\d+(?:\.\d+)? (?:bytes?|[KMGT]i?B|kB)\b", "<SIZE>"),
+        (r"(?<![\w.])\d+(?:\.\d+)? (?:B|bytes?|[KMGT]i?B|kB)\b", "<SIZE>"),
         (r"(?<![\w.])\d+(?:\.\d+)? (?:ms|us|ns|secs?|seconds?|mins?|minutes?|hours?)\b", "<DUR>"),
         # A quoted value: "..." or '...' without spaces, that opens after a space, `=`, `:` or `(` and closes
         # before one. A quoted phrase or command (`process "/bin/sh -c pip install ..."`) says which error it is.

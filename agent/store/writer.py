@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, case, delete, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.sql.elements import ColumnElement
@@ -347,6 +347,7 @@ class EventWriter:
                 self._patterns[pid] = _PatternInfo(pid, Severity(sev).rank)
         new_ids: set[str] = set()
         new_rows = []
+        updates: list[dict[str, Any]] = []
         for pid, group in sorted(by_pid.items()):  # one lock order for every writer: no deadlock between them
             first_row, first_grouping = group[0]
             times = [r["timestamp"] for r, _ in group]
@@ -375,15 +376,22 @@ class EventWriter:
                 self._patterns[pid] = _PatternInfo(pid, top.rank)
                 new_ids.add(pid)
                 continue
-            values: dict[str, Any] = {
-                "count": PATTERNS.c.count + len(group),
-                "last_seen": _greatest(conn, PATTERNS.c.last_seen, max(times)),
-                "resolved": False,
-            }
-            if top.rank > info.max_rank:
-                values["max_severity"] = _higher_severity(PATTERNS.c.max_severity, top.value)
-                info.max_rank = top.rank
-            conn.execute(update(PATTERNS).where(PATTERNS.c.id == info.id).values(**values))
+            info.max_rank = max(info.max_rank, top.rank)
+            updates.append({"pid": info.id, "n": len(group), "seen": max(times), "sev": top.value})
+        if updates:  # one executemany for every recurring pattern of the batch (in id order: one lock order)
+            conn.execute(
+                update(PATTERNS)
+                .where(PATTERNS.c.id == bindparam("pid"))
+                .values(
+                    count=PATTERNS.c.count + bindparam("n"),
+                    last_seen=_greatest(conn, PATTERNS.c.last_seen, bindparam("seen", type_=PATTERNS.c.last_seen.type)),
+                    max_severity=_higher_severity(
+                        PATTERNS.c.max_severity, bindparam("sev", type_=PATTERNS.c.max_severity.type)
+                    ),
+                    resolved=False,
+                ),
+                updates,
+            )
         if new_rows:
             new_rows.sort(key=lambda r: str(r["id"]))
             ins = _insert_for(conn)(PATTERNS)

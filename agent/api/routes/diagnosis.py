@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +19,7 @@ from agent.api.model_errors import model_down
 from agent.api.routes.search import ServicesDep
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
+from agent.logs import request_id
 from agent.settings import Settings
 from agent.store import jobs
 
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
     from agent.llm.agents import AskResult
 
 router = APIRouter(tags=["diagnosis"])
+log = logging.getLogger(__name__)
 
 
 class AskRequest(BaseModel):
@@ -149,7 +152,9 @@ async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingRespon
                     yield b"event: delta\ndata: " + orjson.dumps({"text": piece}) + b"\n\n"
                 else:
                     yield b"event: done\ndata: " + orjson.dumps(_ask_public(piece).model_dump()) + b"\n\n"
-        except Exception as exc:  # the stream has started: report in-band
-            yield b"event: error\ndata: " + orjson.dumps({"message": f"{type(exc).__name__}: {exc}"}) + b"\n\n"
+        except Exception as exc:  # the stream has started: report in-band, and log it with the request id
+            log.exception("POST /ask/stream failed after the stream started")
+            error = {"message": f"{type(exc).__name__}: {exc}", "request_id": request_id.get()}
+            yield b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
