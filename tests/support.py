@@ -101,6 +101,8 @@ class LiveServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()  # not left running behind the caller's back
+        log.close()
         raise TimeoutError("server did not become healthy")
 
     def kill(self) -> None:
