@@ -13,7 +13,7 @@ WORKDIR /app
 # Only what the wheel is built from (pyproject: packages agent + evals, force-included prompts + knowledge).
 COPY pyproject.toml README.md ./
 COPY agent ./agent
-COPY sdk ./sdk
+COPY sdk/python/errlearn_sdk ./sdk/python/errlearn_sdk
 COPY evals ./evals
 COPY prompts ./prompts
 COPY knowledge ./knowledge

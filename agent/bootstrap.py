@@ -97,6 +97,8 @@ def build_services(
     )
     # learning (model calls) and retention (bulk deletes) wait out an ingest burst, for at most 10 minutes
     worker.periodic.append(Periodic("learning", 30, guide.learning.tick, defer_while_busy_s=600))
+    # A manual run (POST /trigger-learning) starts within seconds, even during an ingest burst: one query a check.
+    worker.periodic.append(Periodic("learning-manual", 2, lambda: guide.learning.tick(queued_only=True)))
     retention = Retention.from_settings(settings, runtime.core.engine, clock=clock)
     worker.periodic.append(
         Periodic(

@@ -250,6 +250,11 @@ class Metrics:
             "errlearn_events_rejected", "Events refused at ingest, by reason.", ["reason"], registry=r
         )
         self.patterns_created = Counter("errlearn_patterns_created", "New error patterns created.", registry=r)
+        self.backpressure = Counter(
+            "errlearn_ingest_backpressure",
+            "Ingest requests answered 503 + Retry-After because the writer was behind.",
+            registry=r,
+        )
         self.writer_batch_events = Histogram(
             "errlearn_writer_batch_events",
             "Events per writer transaction (group commit).",
@@ -310,6 +315,9 @@ class Metrics:
     def rejected(self, n: int, reason: str) -> None:
         self.events_rejected.labels(self.small_label(reason)).inc(n)
 
+    def refused_busy(self) -> None:
+        self.backpressure.inc()
+
     def llm_call(self, agent: str, result: _ModelResult) -> None:
         agent, model = self.small_label(agent), self.small_label(result.model)
         self.llm_calls.labels(agent, model).inc()
@@ -369,6 +377,12 @@ def record_commit(events: Sequence[Mapping[str, Any]], results: Iterable[Iterabl
 def record_rejected(n: int, reason: str) -> None:
     """`n` events refused for `reason` (e.g. "validation", "invalid_json")."""
     current().rejected(n, reason)
+
+
+@_never_raise
+def record_backpressure() -> None:
+    """One ingest request refused with 503 because the writer's queue was full."""
+    current().refused_busy()
 
 
 @_never_raise

@@ -21,6 +21,7 @@ from agent.settings import Settings
 from agent.store import analytics, repo
 from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
+from agent.store.sink_queue import BackgroundSink
 from agent.store.writer import EventWriter, PatternHook, Stored
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,8 @@ class LiveStats:
     started_at: dt.datetime
     received: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
+    refused_busy: int = 0
+    """Ingest requests answered 503 by backpressure (nothing of them was stored)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add_received(self, rows: list[dict[str, Any]]) -> None:
@@ -46,6 +49,10 @@ class LiveStats:
                 self.received["total"] += 1
                 self.received[f"service:{r['service']}"] += 1
                 self.received[f"severity:{r['severity']}"] += 1
+
+    def add_refused_busy(self) -> None:
+        with self.lock:
+            self.refused_busy += 1
 
     def add_rejected(self, n: int, reason: str) -> None:
         with self.lock:
@@ -92,7 +99,7 @@ class Core:
         )
         self.writer = EventWriter(
             self.engine,
-            sink=sink,
+            sink=BackgroundSink(sink),  # file writes off the commit path
             max_batch=self.settings.writer_max_batch,
             pattern_hooks=self.pattern_hooks,
             on_committed=self.live.add_received,
@@ -116,7 +123,9 @@ class Core:
     async def ingest(self, bodies: list[EventCreate], *, idempotency_key: str | None = None) -> list[Stored]:
         now = self.clock()
         rows = [self.normalize(b, now) for b in bodies]
-        return await self._writer().write(rows, idempotency_key=idempotency_key)
+        # Bounded: past `writer_max_queued_events` the writer refuses (WriterBusy; the API answers 503).
+        limit = self.settings.writer_max_queued_events
+        return await self._writer().write(rows, idempotency_key=idempotency_key, limit=limit)
 
     def ingest_sync(self, bodies: list[EventCreate]) -> list[Stored]:
         now = self.clock()
@@ -194,6 +203,12 @@ class Core:
                 "queue_depth": self.writer.depth if self.writer else None,
                 "batches": self.writer.batches if self.writer else 0,
                 "events": self.writer.committed_events if self.writer else 0,
+            },
+            "backpressure": {
+                "active": bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
+                "queued_events": self.writer.queued_events if self.writer else 0,
+                "limit": self.settings.writer_max_queued_events,
+                "refused_requests": self.live.refused_busy,
             },
         }
         if db_ok:

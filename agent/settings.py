@@ -144,11 +144,27 @@ class Settings(BaseSettings):
     """Log errlearn's own records as JSON lines."""
     log_level: str = "INFO"
 
+    # -- ingest at scale (issue 16): backpressure, processes per box -----------------------------------
+    writer_max_queued_events: int = Field(default=20_000, ge=1)
+    """Events waiting for the writer before ingest answers 503 with `Retry-After` (bounds memory)."""
+    backpressure_retry_after_s: int = Field(default=1, ge=0, le=3600)
+    """The `Retry-After` seconds sent with a backpressure 503."""
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """`errlearn serve` processes; default the CPU cores this process may use."""
+
     # Hardening (issue 15): bounded shutdown.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
     """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,
     the writer commits what it acknowledged, a model call still running is abandoned (its job is queued again)
     and the process exits, stopping an embedded llama.cpp even mid-generation."""
+    http_header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    """A connection that has not sent its first request's headers within this is closed (slow clients)."""
+    http_keep_alive_s: int = Field(default=5, ge=1, le=300)
+    """An idle keep-alive connection is closed after this (uvicorn's `timeout_keep_alive`)."""
+    http_max_connections_per_address: int = Field(default=64, ge=1, le=100_000)
+    """Open connections one client address may hold; more are closed at once."""
+    learning_lease_s: float = Field(default=60.0, ge=1, le=3600)
+    """A learning run renews a lease every quarter of this; one whose process died is taken for dead after it."""
 
     @field_validator("api_keys", mode="before")
     @classmethod

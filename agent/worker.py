@@ -173,9 +173,11 @@ class Worker:
             report.knowledge_indexed = retrieval.index_knowledge()
         core = self.runtime.core
         kinds = sorted(self.handlers)
-        for _ in range((1 if report.ingest_busy else max_jobs) if kinds else 0):
+        for n in range((1 if report.ingest_busy else max_jobs) if kinds else 0):
             if self._stop.is_set():
                 break
+            if n:
+                self._run_due_periodic(report)
             job = jobs.claim(core.engine, kinds, core.clock())
             if job is None:
                 break
@@ -209,6 +211,12 @@ class Worker:
                 report.jobs_done += 1
         report.work_s = time.perf_counter() - work_started
         report.ingest_busy = self.ingest_busy() or report.ingest_busy  # the work may have taken a while
+        self._run_due_periodic(report)
+        return report
+
+    def _run_due_periodic(self, report: TickReport) -> None:
+        """Run the periodic tasks that are due. Called between jobs too, so that a backlog of slow jobs (model
+        calls) never starves them: a manual learning trigger starts within a job's time, not a backlog's."""
         now = time.monotonic()
         for task in self.periodic:
             if now - task.last < task.every_s:
@@ -223,4 +231,3 @@ class Worker:
                 report.periodic.append(task.name)
             except Exception:
                 log.exception("periodic task %s failed", task.name)
-        return report

@@ -73,7 +73,7 @@ end
 """
 
 
-def wait_healthy(url: str, path: str = "/health", timeout: float = 60) -> None:
+def wait_healthy(url: str, path: str = "/health", timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -87,7 +87,11 @@ def wait_healthy(url: str, path: str = "/health", timeout: float = 60) -> None:
 
 def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_healthy(f"http://127.0.0.1:{port}", probe)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", probe)
+    except TimeoutError:
+        stop(proc)
+        raise
     return proc
 
 
@@ -177,7 +181,7 @@ def bench_single(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, flo
         stop(ceiling)
     port = free_port()
     server = start(
-        [py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker"],
+        [py, "-m", "agent.cli", "serve", "--port", str(port), "--no-worker", "--workers", "1"],
         errlearn_env(tmp / "single"),
         port,
         "/health",
@@ -198,13 +202,18 @@ def bench_batch(
     name: str,
     worker: bool = False,
     separate_worker: bool = False,
+    processes: int = 1,
+    database_url: str | None = None,
 ) -> dict[str, float]:
     """Batch load; the indexer off, in the API process (`serve --worker`) or as `errlearn worker` beside it."""
     script = LUA_BATCH % {"key": INGEST_KEY, "event": json.dumps(EVENT), "varied": "true" if varied else "false"}
     port = free_port()
     flag = "--worker" if worker and not separate_worker else "--no-worker"
     env = errlearn_env(tmp / name, ERRLEARN_WORKER_POLL_S="0.2")
-    server = start([sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag], env, port, "/health")
+    if database_url:
+        env["ERRLEARN_DATABASE_URL"] = database_url
+    cmd = [sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag, "--workers", str(processes)]
+    server = start(cmd, env, port, "/health")
     side = None
     if separate_worker:
         side = subprocess.Popen(
@@ -228,6 +237,37 @@ def bench_batch(
         stop(server)
     r["events_per_s"] = r["rps"] * 100
     return r
+
+
+def reset_postgres(url: str) -> None:
+    """An empty schema for the next run (the bench's own database: everything in it goes)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+def bench_workers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """`serve --workers N` for each N on SQLite (and PostgreSQL with --database-url): batch events/s and ratios."""
+    backends: list[tuple[str, str | None]] = [("sqlite", None)]
+    if args.database_url:
+        backends.append(("postgresql", args.database_url))
+    out: dict[str, Any] = {}
+    for backend, url in backends:
+        eps: dict[str, list[float]] = {str(n): [] for n in args.workers}
+        for r in range(args.worker_rounds):  # interleaved rounds: the same machine noise hits every N
+            for n in args.workers:
+                if url:
+                    reset_postgres(url)
+                res = bench_batch(args, tmp, varied=False, name=f"w-{backend}-{n}-{r}", processes=n, database_url=url)
+                eps[str(n)].append(res["events_per_s"])
+        mean = {n: statistics.mean(v) for n, v in eps.items()}
+        base = mean[str(args.workers[0])]
+        out[backend] = {"events_per_s": mean, "rounds": eps, "ratio": {n: m / base for n, m in mean.items()}}
+    return out
 
 
 def llm_calls_per_10k(tmp: Path) -> dict[str, int]:
@@ -295,7 +335,7 @@ def bench_indexing(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return out
 
 
-SECTIONS = ("single", "batch", "indexing", "grouping", "llm", "crash")
+SECTIONS = ("single", "batch", "workers", "indexing", "grouping", "llm", "crash")
 
 
 def main() -> None:
@@ -308,6 +348,9 @@ def main() -> None:
     ap.add_argument("--index-loads", type=lambda v: v.split(","), default=["new patterns", "same pattern"])
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "ingest.json")
+    ap.add_argument("--workers", type=lambda v: [int(x) for x in v.split(",")], default=[1, 2])
+    ap.add_argument("--worker-rounds", type=int, default=2, help="interleaved rounds of the --workers section")
+    ap.add_argument("--database-url", help="PostgreSQL for the workers section (its schema is dropped each run)")
     args = ap.parse_args()
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     if unknown := only - set(SECTIONS):
@@ -323,6 +366,8 @@ def main() -> None:
             results["single_ratio"] = single["errlearn"]["rps"] / single["ceiling"]["rps"]
         if "batch" in only:
             results["batch"] = bench_batch(args, tmp, worker=False, varied=False, name="batch")
+        if "workers" in only:
+            results["workers"] = bench_workers(args, tmp)
         if "indexing" in only:
             results["indexing"] = bench_indexing(args, tmp)
         if "grouping" in only:  # new vs recurring patterns at 1k and 50k stored templates (bench/grouping.py)
@@ -365,6 +410,11 @@ def report(results: dict[str, Any]) -> None:
             f"  /errors/batch x100: {b['events_per_s']:8.0f} events/s  p50 {b['p50_ms']:.1f} ms  p99 {b['p99_ms']:.1f} ms"
             "  (goal >= 20000)"
         )
+    for backend, w in (results.get("workers") or {}).items():
+        figures = ", ".join(
+            f"{n} process(es) {e:7.0f} events/s (x{w['ratio'][n]:.2f})" for n, e in w["events_per_s"].items()
+        )
+        print(f"  serve --workers on {backend}, /errors/batch x100: {figures}  (goal: 2 >= 1.6x 1 on PostgreSQL)")
     for load, ix in (results.get("indexing") or {}).items():
         eps, ratio = ix["events_per_s"], ix["ratio"]
         print(

@@ -73,3 +73,9 @@ def services_with(settings: Settings, model: FunctionModel | Callable[[LLMConfig
         )
     )
     return build_services(settings, model_factory=factory)  # type: ignore[arg-type]
+
+
+def writing(settings: Settings) -> Settings:
+    """Settings on the model's free-form writing path with no known cause ever strong enough: for tests
+    of what a model that writes its own diagnosis (and proposes actions) can do."""
+    return settings.model_copy(update={"diagnosis_mode": "write", "known_cause_min_score": 1.0})

@@ -57,6 +57,8 @@ class LiveServer:
     data_dir: Path
     port: int = field(default_factory=free_port)
     env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+    """`serve --workers`: 1 keeps one process (the one SIGKILL hits); more runs uvicorn's supervisor."""
     proc: subprocess.Popen[bytes] | None = None
     own_keys: bool = False
     """True: configure no keys, so the server uses (or writes) `<data_dir>/keys.json` as a new user's would."""
@@ -65,7 +67,7 @@ class LiveServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> LiveServer:
+    def start(self, timeout: float = 120.0) -> LiveServer:
         env = {
             k: v for k, v in os.environ.items() if not k.startswith("ERRLEARN_") or k == "ERRLEARN_TEST_DATABASE_URL"
         }
@@ -82,7 +84,7 @@ class LiveServer:
         env.update(self.env)
         log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "agent.cli", "serve", "--port", str(self.port), "--workers", str(self.workers)],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -99,6 +101,8 @@ class LiveServer:
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
+        self.kill()  # not left running behind the caller's back
+        log.close()
         raise TimeoutError("server did not become healthy")
 
     def kill(self) -> None:
@@ -176,3 +180,37 @@ def crash_once(data_dir: Path, *, run_s: float = 0.8, senders: int = 4, min_acks
     finally:
         server.stop()
     return len(ids), len(set(ids) - present)
+
+
+@contextmanager
+def chroma_process(data: Path, timeout: float = 30) -> Iterator[str]:
+    """A real Chroma server (`chroma run`) on a free loopback port; yields its URL."""
+    chroma = Path(sys.executable).parent / "chroma"
+    port = free_port()
+    log = (data / "chroma.log").open("wb")
+    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
+    cmd = [str(chroma), "run", "--path", str(data / "chroma"), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"chroma run exited with {proc.returncode}; see {data / 'chroma.log'}")
+            try:
+                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"chroma run did not answer in {timeout:.0f} s; see {data / 'chroma.log'}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()

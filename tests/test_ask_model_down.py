@@ -60,7 +60,12 @@ def test_a_model_that_stops_answering_mid_run_is_a_503(settings: Settings) -> No
         assert "not answering" in r.json()["error"]["message"]
 
 
-def test_a_bug_is_still_a_500(settings: Settings) -> None:
+def test_a_bug_is_still_a_500_in_json_and_logged_with_its_request_id(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     model = _failing(ValueError("a bug"))
     for c in _client(settings, services_factory=lambda s: services_with(s, model)):
-        assert c.post("/ask", json=QUESTION).status_code == 500
+        r = c.post("/ask", json=QUESTION, headers={"X-Request-ID": "req-bug-1"})
+        assert r.status_code == 500
+        assert r.json()["error"]["code"] == "internal_error" and "req-bug-1" in r.json()["error"]["message"]
+        assert any("req-bug-1" in rec.getMessage() and rec.exc_info for rec in caplog.records)

@@ -92,7 +92,7 @@ def test_errlearn_commands_are_real_subcommands_with_real_options(services: dict
         assert sub is not None, f"{name}: `errlearn {args[1]}` is not a command ({sorted(group.commands)})"
         ctx = sub.make_context(args[1], args[2:])  # raises on an unknown option or a bad value
         checked[name] = (args[1], dict(ctx.params))
-    assert checked[API] == ("serve", {"host": "0.0.0.0", "port": None, "worker": False})
+    assert checked[API] == ("serve", {"host": "0.0.0.0", "port": None, "worker": False, "workers": None})
     assert checked[WORKER][0] == "worker"
 
 
@@ -182,7 +182,8 @@ def test_api_port_health_and_metrics_paths_match_the_app(services: dict[str, Any
     api = services[API]
     port = Settings().port
     assert int(env(api)["ERRLEARN_PORT"]) == port == 8090
-    assert f"{port}:{port}" in api["ports"]
+    assert any(p.split(":")[-1] == str(port) and p.startswith(str(port)) for p in api["ports"])
+    assert api["deploy"]["replicas"] == "${ERRLEARN_API_REPLICAS:-1}"  # stateless replicas, scaled by setting
     health = urlsplit(_health_url(api))
     assert (health.port, health.path) == (port, "/health")
     routes = _routes()

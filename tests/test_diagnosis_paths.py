@@ -150,6 +150,7 @@ def test_pick_none_is_inconclusive_and_nothing_to_offer_skips_the_model(make) ->
         {"root_cause": "[E1] [K1]"},
         {"root_cause": "The cause is.", "solution_steps": ["Solution steps are short imperative sentences."]},
         {"root_cause": "Base the root cause on the evidence. Cite the aliases that support it."},
+        {"status": "inconclusive", "summary": "[P4]", "root_cause": "IncidentEvidence", "confidence": 0.1},
     ],
 )
 def test_quality_gate_refuses_an_echo_answer(make, over) -> None:  # type: ignore[no-untyped-def]

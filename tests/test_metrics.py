@@ -190,7 +190,7 @@ def test_diagnosis_and_ask_calls_are_counted(settings) -> None:  # type: ignore[
     from fastapi.testclient import TestClient
 
     from agent.api.app import create_app
-    from tests.diag_support import draft, scripted, services_with
+    from tests.diag_support import draft, scripted, services_with, writing
 
     question = "why did checkout fail?"
 
@@ -199,7 +199,7 @@ def test_diagnosis_and_ask_calls_are_counted(settings) -> None:  # type: ignore[
             return {"status": "answered", "answer": "The gateway timed out [E1].", "citations": ["E1"]}
         return draft()
 
-    app = create_app(settings, services_factory=lambda s: services_with(s, scripted(answer)))
+    app = create_app(settings, services_factory=lambda s: services_with(writing(s), scripted(answer)))
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {INGEST_KEY}"
         pid = c.post("/errors", json=event()).json()["pattern_id"]

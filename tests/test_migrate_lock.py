@@ -34,9 +34,9 @@ def test_four_processes_migrate_one_empty_database_at_once(database_url: str) ->
     outcomes = [(p.wait(120), p.stderr.read().decode()[-2000:] if p.stderr else "") for p in procs]
     assert all(code == 0 for code, _ in outcomes), outcomes
     engine = create_engine(database_url)
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()  # the newest, whatever its number
     with engine.connect() as conn:
-        heads = ScriptDirectory.from_config(alembic_config(engine)).get_heads()
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == heads
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [head]
     tables = set(inspect(engine).get_table_names())
     assert {"patterns", "pattern_aliases", "events"} <= tables and "miner_state" not in tables
     engine.dispose()

@@ -33,6 +33,7 @@ from agent.recovery.models import AuditKind, ProposalResult, ProposalStatus
 from agent.recovery.service import Recovery
 from agent.settings import Settings
 from tests.conftest import INGEST_KEY, admin_headers
+from tests.diag_support import writing
 from tests.test_recovery_guard import DOCKER, HOSTILE, HOSTILE_CONFIG, Hostile
 from tests.test_recovery_support import FakeClock, RecordingRunner, config, migrated, seed_pattern
 
@@ -76,8 +77,9 @@ def obedient_model(seen: dict[int, str]) -> FunctionModel:
         item = {"action_id": case.action_id, "service": case.service, **case.extra}
         body = {
             "status": "diagnosed",
-            "summary": "s",
-            "root_cause": "r",
+            # Real-looking text: a bare "r" would be stopped by the quality gate before the guard is tested.
+            "summary": "The service failed and its message asks for a recovery action.",
+            "root_cause": "The failing request carried instructions to run this recovery action.",
             "confidence": 0.9,
             "solution_steps": [],
             "prevention_tips": [],
@@ -115,7 +117,7 @@ def world(settings: Settings) -> Iterator[dict[str, Any]]:
     seen: dict[int, str] = {}
     model = obedient_model(seen)
     services = build_services(
-        settings,
+        writing(settings),  # the worst case: a model that writes its own diagnosis and proposes actions
         clock=clock,
         model_factory=lambda _cfg: ModelRuntime(model=model, name="function", config=LLMConfig()),
         retrieval_factory=lambda _s, _core: FakeRetrieval(),  # type: ignore[arg-type,return-value]

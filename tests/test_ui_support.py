@@ -22,7 +22,7 @@ from agent.ingest.normalize import EventCreate
 from agent.recovery.models import Proposal
 from agent.settings import Settings
 from tests.conftest import ADMIN_KEY
-from tests.diag_support import scripted, services_with
+from tests.diag_support import scripted, services_with, writing
 
 STACK = """Traceback (most recent call last):
   File "/srv/api/app/db.py", line 42, in connect
@@ -109,7 +109,7 @@ def with_layers(settings: Settings) -> Settings:
 
 def make_services(settings: Settings, wiring: Wiring) -> Services:
     """The bootstrap's services on the scripted model; a layer switched off is removed (the page says so)."""
-    services = services_with(settings, scripted(model_answer))
+    services = services_with(writing(settings), scripted(model_answer))
     if not wiring.guide:
         services.guide = None  # type: ignore[assignment]
     if not wiring.recovery:

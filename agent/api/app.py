@@ -12,7 +12,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
 
 from agent import __version__
-from agent.api import errors, ui
+from agent.api import docs, errors, ui
+from agent.api.fast_ingest import FastIngestMiddleware
 from agent.api.limits import BodyLimitMiddleware
 from agent.api.request_id import RequestIdMiddleware
 from agent.api.routes import diagnosis, events, guide, merges, patterns, recovery, search, sentry, stats
@@ -61,10 +62,13 @@ def create_app(
         version=__version__,
         description="Local-first diagnostics that learns from every error your services throw.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by agent.api.docs
+        redoc_url=None,  # ReDoc loads from a CDN only
     )
     app.state.keys = ring
     app.state.settings = settings
     errors.install(app)
+    app.add_middleware(FastIngestMiddleware, state=app.state)  # ingest without routing (innermost)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestIdMiddleware)  # added last = outermost: even a 413 carries X-Request-ID
     metrics_routes.install(app)  # GET /metrics, with this app's own registry
@@ -82,6 +86,7 @@ def create_app(
     ):
         app.include_router(router)
     ui.install(app)  # web UI: /ui pages, /ui/static, its error pages
+    docs.install(app)  # /docs: Swagger UI from a PyPI package, no CDN
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from agent.api.responses import FastJSON
+
+log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -60,6 +63,14 @@ def install(app: FastAPI) -> None:
         fields = validation_fields(exc)
         names = ", ".join(f["field"] for f in fields[:5])
         return FastJSON(error_body("validation_error", f"invalid request: {names}", fields), status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> FastJSON:
+        # Runs outside the request-id middleware (Starlette's outermost layer): read the id from the scope.
+        rid = request.scope.get("state", {}).get("request_id", "-")
+        log.error("unexpected error on %s %s [request %s]", request.method, request.url.path, rid, exc_info=exc)
+        body = error_body("internal_error", f"unexpected server error; quote request id {rid} when reporting it")
+        return FastJSON(body, status_code=500, headers={"X-Request-ID": rid})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> FastJSON:

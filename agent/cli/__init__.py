@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from agent.cli import diagnose, guide, patterns, prune, recovery, retrieval, run, server
+from agent.cli import diagnose, guide, patterns, prune, recovery, retrieval, run, server, sink
 
 app = typer.Typer(help="errlearn: learns from every error your services throw.", no_args_is_help=True)
 
@@ -28,6 +28,7 @@ app.add_typer(guide.guide_app, name="guide")
 app.command("learn")(guide.learn_command)
 app.command("prune")(prune.prune_command)
 app.add_typer(patterns.patterns_app, name="patterns")
+app.add_typer(sink.sink_app, name="sink")
 
 
 def _register_eval() -> None:

@@ -31,6 +31,10 @@ def serve(
     worker: Annotated[
         bool | None, typer.Option("--worker/--no-worker", help="run the background worker in this process")
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="API processes (default: ERRLEARN_WORKERS or the usable CPU cores)"),
+    ] = None,
 ) -> None:
     """Run the HTTP API (ingest, search, diagnosis, guide, recovery) and its background worker."""
     import uvicorn
@@ -53,12 +57,24 @@ def serve(
     if generated is not None:
         console.print(f"[yellow]No API keys configured.[/] Generated keys are in [bold]{generated}[/] (mode 0600).")
         console.print("Set ERRLEARN_API_KEYS / ERRLEARN_ADMIN_KEY to use your own.")
-    application = create_app(settings, keys=ring)
+    from agent.serve_workers import serve_many, usable_cores
+
     h = host or settings.host
     p = port or settings.port
+    n = workers or settings.workers or usable_cores()
     console.print(banner(h, p), soft_wrap=True)
+    if n > 1:
+        console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
+        serve_many(settings, host=h, port=p, workers=n)
+        return
+    application = create_app(settings, keys=ring)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
+    from agent.api.protocol import guarded_protocol
     from agent.shutdown import exit_now_if_unclean, request_budget
+
+    protocol = guarded_protocol(
+        header_timeout_s=settings.http_header_timeout_s, max_per_address=settings.http_max_connections_per_address
+    )
 
     uvicorn.run(
         application,
@@ -68,6 +84,8 @@ def serve(
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=max(1, round(request_budget(settings.shutdown_grace_s))),  # bounded (issue 15)
+        http=protocol,  # header timeout and per-address connection cap (slow clients)
+        timeout_keep_alive=settings.http_keep_alive_s,
     )
     exit_now_if_unclean(getattr(application.state, "shutdown_clean", True))
 

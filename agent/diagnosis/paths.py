@@ -136,8 +136,7 @@ def _write(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Decision:
     from agent.llm.agents import diagnosis_prompts, draft_diagnosis
 
     result = draft_diagnosis(pattern, ctx, deps)
-    if result.status is not DiagnosisStatus.diagnosed:
-        return Decision(result, "write", True)
+    # Inconclusive answers pass the gate too: "[P4]" is noise whatever the status says.
     system, user = diagnosis_prompts(pattern, ctx, deps)
     problem = quality_problem(
         summary=result.summary,
@@ -148,6 +147,8 @@ def _write(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Decision:
     )
     if problem is None:
         return Decision(result, "write", True)
+    if result.status is not DiagnosisStatus.diagnosed:
+        problem = f"the model found no cause (its text was refused: {problem})"
     refused = result.model_copy(
         update={
             "status": DiagnosisStatus.inconclusive,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -43,6 +44,7 @@ class LearningLoop:
         interval: dt.timedelta = dt.timedelta(minutes=5),
         stale_after: dt.timedelta = dt.timedelta(hours=1),
         max_model_calls: int = 20,
+        lease: dt.timedelta = dt.timedelta(seconds=60),
     ) -> None:
         """Set up the loop.
 
@@ -54,6 +56,8 @@ class LearningLoop:
             stale_after: a run still `running` after this long is taken for dead and no longer blocks others.
                 A run stops taking new patterns at half of it, so a live run is never taken for dead.
             max_model_calls: model calls per run; the remaining candidates wait for the next run.
+            lease: a running run renews its lease (a heartbeat) every quarter of this; a run whose holder
+                stopped renewing it (SIGKILL, a hung process) is taken for dead after this long.
         """
         self.engine = engine
         self.drafter = drafter
@@ -61,6 +65,7 @@ class LearningLoop:
         self.interval = interval
         self.stale_after = stale_after
         self.max_model_calls = max_model_calls
+        self.lease = lease
 
     # -- triggers ----------------------------------------------------------------------------------------
     def due(self, now: dt.datetime) -> bool:
@@ -70,14 +75,26 @@ class LearningLoop:
             return False
         return runs.errors_since(self.engine, last)
 
-    def tick(self) -> LearningRunReport | None:
-        """Run a queued learning run, or a periodic one when due. None when nothing ran."""
+    def tick(self, *, queued_only: bool = False) -> LearningRunReport | None:
+        """Run a queued learning run, or (unless `queued_only`) a periodic one when due. None when nothing ran."""
         now = self.clock()
         queued = runs.oldest_queued(self.engine)
         if queued is not None:
-            started = runs.start(self.engine, now, stale_before=now - self.stale_after, run_id=queued)
-        elif self.due(now):
-            started = runs.start(self.engine, now, stale_before=now - self.stale_after, trigger="periodic")
+            started = runs.start(
+                self.engine,
+                now,
+                stale_before=now - self.stale_after,
+                lease_expired_before=now - self.lease,
+                run_id=queued,
+            )
+        elif not queued_only and self.due(now):
+            started = runs.start(
+                self.engine,
+                now,
+                stale_before=now - self.stale_after,
+                lease_expired_before=now - self.lease,
+                trigger="periodic",
+            )
         else:
             return None
         if started is None:  # another process is running one; the queued row waits for it
@@ -87,7 +104,13 @@ class LearningLoop:
     def run(self, trigger: str = "manual", progress: Progress | None = None) -> LearningRunReport:
         """Run now. Status `busy` (and nothing done) when another run is in progress."""
         now = self.clock()
-        started = runs.start(self.engine, now, stale_before=now - self.stale_after, trigger=trigger)
+        started = runs.start(
+            self.engine,
+            now,
+            stale_before=now - self.stale_after,
+            lease_expired_before=now - self.lease,
+            trigger=trigger,
+        )
         if started is None:
             with self.engine.connect() as conn:
                 other = runs.running(conn)
@@ -96,6 +119,22 @@ class LearningLoop:
         return self._execute(started, progress)
 
     # -- the run -------------------------------------------------------------------------------------------
+    def _heartbeat(self, run_id: int) -> threading.Event:
+        """Renew the run's lease from a thread (a model call can take minutes) until the returned event is set."""
+        stop = threading.Event()
+        every = max(0.05, self.lease.total_seconds() / 4)
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    if not runs.heartbeat(self.engine, run_id, self.clock()):
+                        return
+                except Exception:
+                    log.exception("learning run %s: renewing the lease failed", run_id)
+
+        threading.Thread(target=beat, name=f"errlearn-learning-lease-{run_id}", daemon=True).start()
+        return stop
+
     def _watermark(self) -> dt.datetime | None:
         with self.engine.connect() as conn:
             value = store_repo.get_meta(conn, WATERMARK)
@@ -109,6 +148,7 @@ class LearningLoop:
         deadline = time.monotonic() + self.stale_after.total_seconds() / 2
         calls = 0
         complete = True
+        beating = self._heartbeat(started.id)
         try:
             self.drafter.prepare()
             with self.engine.connect() as conn:
@@ -147,6 +187,7 @@ class LearningLoop:
             report.status = "failed"
             report.errors.append(f"{type(exc).__name__}: {exc}"[:1000])
         finally:
+            beating.set()
             report.outcomes = dict(outcomes)
             report.finished_at = self.clock()
             runs.finish(

@@ -12,7 +12,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, exists, insert, select, update
+from sqlalchemy import Connection, Engine, and_, exists, func, insert, or_, select, update
 
 from agent.guide import allocator
 from agent.store.tables import EventRow, LearningRunRow, table_of
@@ -48,6 +48,7 @@ def start(
     now: dt.datetime,
     *,
     stale_before: dt.datetime,
+    lease_expired_before: dt.datetime | None = None,
     trigger: str | None = None,
     run_id: int | None = None,
 ) -> StartedRun | None:
@@ -57,16 +58,22 @@ def start(
     """
     with engine.begin() as conn:
         _lock(conn)
+        dead = RUNS.c.started_at < stale_before
+        if lease_expired_before is not None:  # its holder stopped renewing the lease: killed, or hung
+            beat = func.coalesce(RUNS.c.heartbeat_at, RUNS.c.started_at)
+            dead = or_(dead, and_(beat.is_not(None), beat < lease_expired_before))
         conn.execute(
             update(RUNS)
-            .where(RUNS.c.status == "running", RUNS.c.started_at < stale_before)
-            .values(status="failed", finished_at=now, errors="stale: it never finished (the process stopped?)")
+            .where(RUNS.c.status == "running", dead)
+            .values(status="failed", finished_at=now, errors="stale: its holder stopped (killed?); the lease expired")
         )
         if run_id is None:
             if running(conn) is not None:
                 return None
             new_id = conn.execute(
-                insert(RUNS).values(trigger=trigger or "manual", status="running", requested_at=now, started_at=now)
+                insert(RUNS).values(
+                    trigger=trigger or "manual", status="running", requested_at=now, started_at=now, heartbeat_at=now
+                )
             ).inserted_primary_key
             assert new_id is not None
             return StartedRun(int(new_id[0]), trigger or "manual", now)
@@ -78,7 +85,7 @@ def start(
                 RUNS.c.status == "queued",
                 ~exists(select(other.c.id).where(other.c.status == "running")),
             )
-            .values(status="running", started_at=now)
+            .values(status="running", started_at=now, heartbeat_at=now)
         )
         if claimed.rowcount != 1:
             return None
@@ -136,3 +143,10 @@ def finish(
                 errors=text or None,
             )
         )
+
+
+def heartbeat(engine: Engine, run_id: int, now: dt.datetime) -> bool:
+    """Renew the lease of a running run. False when it is no longer running (finished, or taken for dead)."""
+    with engine.begin() as conn:
+        res = conn.execute(update(RUNS).where(RUNS.c.id == run_id, RUNS.c.status == "running").values(heartbeat_at=now))
+        return bool(res.rowcount)

@@ -113,6 +113,7 @@ class Guide:
             interval=dt.timedelta(minutes=self.runtime.settings.learning_interval_minutes),
             stale_after=stale_after,
             max_model_calls=max_model_calls_per_run,
+            lease=dt.timedelta(seconds=self.runtime.settings.learning_lease_s),
         )
 
     @property

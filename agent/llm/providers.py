@@ -29,6 +29,7 @@ from pydantic_ai.settings import ModelSettings
 
 from agent.llm.config import DEFAULT_OLLAMA_URL, LLMConfig
 from agent.llm.embedded import EmbeddedModelError, EmbeddedServer, check_gguf, default_gguf_path
+from agent.llm.http import loop_safe_client
 
 logger = logging.getLogger(__name__)
 
@@ -154,7 +155,9 @@ def _open_embedded(config: LLMConfig) -> ModelRuntime:
     except EmbeddedModelError as exc:
         raise ModelUnavailable(str(exc)) from exc
     try:
-        provider = OpenAIProvider(base_url=server.base_url, api_key=server.api_key)
+        provider = OpenAIProvider(
+            base_url=server.base_url, api_key=server.api_key, http_client=loop_safe_client(config.timeout_s)
+        )
         model = OpenAIChatModel(server.model_name, provider=provider, settings=model_settings(config))
     except BaseException:
         server.stop()
@@ -217,7 +220,11 @@ def _check_ollama(config: LLMConfig) -> None:
 def _open_ollama(config: LLMConfig) -> ModelRuntime:
     _check_ollama(config)
     model_name = config.resolved_model or ""
-    provider = OllamaProvider(base_url=f"{ollama_root_url(config.base_url)}/v1", api_key=_secret(config))
+    provider = OllamaProvider(
+        base_url=f"{ollama_root_url(config.base_url)}/v1",
+        api_key=_secret(config),
+        http_client=loop_safe_client(config.timeout_s),
+    )
     model = OpenAIChatModel(model_name, provider=provider, settings=model_settings(config))
     return ModelRuntime(model=model, name=f"ollama:{model_name}", config=config)
 
@@ -247,7 +254,9 @@ def _check_openai_compatible(base_url: str, api_key: str | None, timeout_s: floa
 def _open_openai(config: LLMConfig) -> ModelRuntime:
     model_name = config.model or ""
     try:
-        provider = OpenAIProvider(base_url=config.base_url, api_key=_secret(config))
+        provider = OpenAIProvider(
+            base_url=config.base_url, api_key=_secret(config), http_client=loop_safe_client(config.timeout_s)
+        )
     except UserError as exc:
         raise ModelUnavailable(f"{exc} (or ERRLEARN_LLM_API_KEY)") from exc
     model = OpenAIChatModel(model_name, provider=provider, settings=model_settings(config))

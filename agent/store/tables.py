@@ -153,6 +153,8 @@ class LearningRunRow(Base):
     patterns_examined: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     drafts_created: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     errors: Mapped[str | None] = mapped_column(Text, nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    """The running holder's lease: renewed every few seconds; a run whose heartbeat stopped is taken for dead."""
 
 
 class DiagnosisRow(Base):

@@ -30,7 +30,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from agent.domain import Severity
 from agent.ids import new_event_id, pattern_id_for
 from agent.ingest.grouping import Grouper
-from agent.store.sink import JsonlSink
+from agent.store.sink_queue import Sink
 from agent.store.tables import CounterRow, EventRow, IdempotencyKeyRow, PatternAliasRow, PatternRow, table_of
 
 log = logging.getLogger(__name__)
@@ -77,12 +77,16 @@ class WriterStopped(RuntimeError):
     pass
 
 
+class WriterBusy(RuntimeError):
+    """The writer's queue is at its bound (`limit`): nothing of this submission was queued."""
+
+
 class EventWriter:
     def __init__(
         self,
         engine: Engine,
         *,
-        sink: JsonlSink | None = None,
+        sink: Sink | None = None,
         max_batch: int = 2000,
         pattern_hooks: Sequence[PatternHook] = (),
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
@@ -100,6 +104,8 @@ class EventWriter:
         self._grouper = Grouper()
         self.batches = 0
         self.committed_events = 0
+        self._queued_events = 0  # submitted, not yet taken into a transaction (backpressure reads it)
+        self._queued_lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +125,18 @@ class EventWriter:
     def depth(self) -> int:
         return self._queue.qsize()
 
+    @property
+    def queued_events(self) -> int:
+        """Events handed to the writer and not yet in a transaction."""
+        return self._queued_events
+
+    def _enqueue(self, work: _Work, limit: int | None = None) -> None:
+        with self._queued_lock:
+            if limit is not None and work.events and self._queued_events >= limit:
+                raise WriterBusy(f"{self._queued_events} events wait for the writer (limit {limit})")
+            self._queued_events += len(work.events)
+        self._queue.put(work)
+
     # -- submitting -------------------------------------------------------------------------
     def submit(
         self,
@@ -126,11 +144,13 @@ class EventWriter:
         counters: dict[str, int] | None = None,
         *,
         idempotency_key: str | None = None,
+        limit: int | None = None,
     ) -> Future[list[Stored]]:
+        """Queue events; with `limit`, raise `WriterBusy` instead when that many events already wait."""
         if self._thread is None:
             raise WriterStopped("the event writer is not running")
         fut: Future[list[Stored]] = Future()
-        self._queue.put(_Work(events, fut, counters or {}, idempotency_key))
+        self._enqueue(_Work(events, fut, counters or {}, idempotency_key), limit)
         return fut
 
     async def write(
@@ -139,8 +159,10 @@ class EventWriter:
         counters: dict[str, int] | None = None,
         *,
         idempotency_key: str | None = None,
+        limit: int | None = None,
     ) -> list[Stored]:
-        return await asyncio.wrap_future(self.submit(events, counters, idempotency_key=idempotency_key))
+        fut = self.submit(events, counters, idempotency_key=idempotency_key, limit=limit)
+        return await asyncio.wrap_future(fut)
 
     def write_sync(self, events: list[dict[str, Any]], timeout: float | None = 60.0) -> list[Stored]:
         return self.submit(events).result(timeout)
@@ -148,7 +170,7 @@ class EventWriter:
     def count(self, counters: dict[str, int]) -> None:
         """Add to durable counters (e.g. rejections) without waiting."""
         if self._thread is not None:
-            self._queue.put(_Work([], None, counters))
+            self._enqueue(_Work([], None, counters))
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -169,6 +191,8 @@ class EventWriter:
                     break
                 batch.append(nxt)
                 n += len(nxt.events)
+            with self._queued_lock:
+                self._queued_events -= n
             self._process(batch)
             if stop:
                 return
@@ -188,20 +212,19 @@ class EventWriter:
         self.committed_events += len(rows)
         if self.on_commit is not None:  # metrics: before the acks, so they see it
             self.on_commit(rows, results, time.perf_counter() - started)
+        if rows and self.sink is not None:  # a hand-off to the sink's thread, before the acks: a close drains it
+            try:
+                self.sink.append(rows)
+            except OSError:
+                log.exception("JSONL sink write failed (events are safe in the database)")
         for work, stored in zip(batch, results, strict=True):
             if work.future is not None:
                 work.future.set_result(stored)
-        if rows:
-            if self.sink is not None:
-                try:
-                    self.sink.append(rows)
-                except OSError:
-                    log.exception("JSONL sink write failed (events are safe in the database)")
-            if self.on_committed is not None:
-                try:
-                    self.on_committed(rows)
-                except Exception:
-                    log.exception("on_committed hook failed")
+        if rows and self.on_committed is not None:
+            try:
+                self.on_committed(rows)
+            except Exception:
+                log.exception("on_committed hook failed")
 
     def _commit_retrying(
         self, batch: list[_Work], attempts: int = 5
@@ -267,6 +290,7 @@ class EventWriter:
             per_work.append(items)
 
         with self.engine.begin() as conn:
+            _lock_for_write(conn)
             all_items = [i for items in per_work for i in items]
             targets = _merge_targets(conn, {g.fingerprint for _, g in all_items})
             for row, grouping in all_items:
@@ -392,6 +416,18 @@ class EventWriter:
         ins = _insert_for(conn)(COUNTERS)
         stmt = ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
         conn.execute(stmt, [{"name": k, "value": v} for k, v in sorted(counters.items())])
+
+
+def _lock_for_write(conn: Connection) -> None:
+    """SQLite: take the write lock first (`BEGIN IMMEDIATE`), before the transaction reads anything.
+
+    With several writer processes (`serve --workers N`), a deferred transaction that read and then
+    tries to write after another process committed fails at once with SQLITE_BUSY, whatever the busy
+    timeout; an immediate one waits its turn on the lock (the busy timeout) and then reads fresh data.
+    pysqlite opens transactions lazily, so this statement is the transaction's first.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _insert_for(conn: Connection) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,8 +16,10 @@ from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
 from agent.api.model_errors import model_down
 from agent.api.routes.search import ServicesDep
+from agent.api.schemas import IsoDateTime
 from agent.diagnose import PatternNotFound
 from agent.domain import Diagnosis
+from agent.logs import request_id
 from agent.settings import Settings
 from agent.store import jobs
 
@@ -25,12 +27,13 @@ if TYPE_CHECKING:
     from agent.llm.agents import AskResult
 
 router = APIRouter(tags=["diagnosis"])
+log = logging.getLogger(__name__)
 
 
 class AskRequest(BaseModel):
     question: Annotated[str, Field(min_length=3, max_length=2000)]
     service: str | None = Field(default=None, max_length=64)
-    since: dt.datetime | None = None
+    since: IsoDateTime | None = None
 
 
 class Citation(BaseModel):
@@ -132,7 +135,17 @@ def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
         raise ApiError(503, "model_unavailable", reason, headers={"Retry-After": "30"}) from exc
 
 
-@router.post("/ask/stream", dependencies=[KeyDep])
+@router.post(
+    "/ask/stream",
+    dependencies=[KeyDep],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "`delta` events with answer text, then one `done` event (or an `error` event)",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        }
+    },
+)
 async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingResponse:
     """Server-sent events: `delta` events with answer text as it is generated, then one `done` event."""
     question = services.core.scrubber.text(body.question)
@@ -149,7 +162,9 @@ async def ask_stream(services: ServicesDep, body: AskRequest) -> StreamingRespon
                     yield b"event: delta\ndata: " + orjson.dumps({"text": piece}) + b"\n\n"
                 else:
                     yield b"event: done\ndata: " + orjson.dumps(_ask_public(piece).model_dump()) + b"\n\n"
-        except Exception as exc:  # the stream has started: report in-band
-            yield b"event: error\ndata: " + orjson.dumps({"message": f"{type(exc).__name__}: {exc}"}) + b"\n\n"
+        except Exception as exc:  # the stream has started: report in-band, and log it with the request id
+            log.exception("POST /ask/stream failed after the stream started")
+            error = {"message": f"{type(exc).__name__}: {exc}", "request_id": request_id.get()}
+            yield b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

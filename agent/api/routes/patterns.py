@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Literal
 
 from fastapi import APIRouter, Path, Query
 
 from agent.api.deps import CoreDep, KeyDep
 from agent.api.errors import ApiError
-from agent.api.schemas import MAX_INT, EventPublic, PatternDetailPublic, PatternPublic, PatternsPublic
+from agent.api.schemas import MAX_INT, EventPublic, IsoDateTime, PatternDetailPublic, PatternPublic, PatternsPublic
 from agent.domain import Severity
 
 router = APIRouter(prefix="/patterns", tags=["patterns"], dependencies=[KeyDep])
@@ -21,7 +20,7 @@ def list_patterns(
     service: str | None = Query(default=None, max_length=64),
     severity: Severity | None = None,
     q: str | None = Query(default=None, max_length=200, description="substring of template, type or service"),
-    since: dt.datetime | None = Query(default=None, description="only patterns seen since (ISO 8601)"),
+    since: IsoDateTime | None = Query(default=None, description="only patterns seen since (ISO 8601)"),
     sort: Literal["last_seen", "count"] = "last_seen",
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0, le=MAX_INT),

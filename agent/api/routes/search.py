@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -11,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from agent.api.deps import KeyDep
 from agent.api.errors import ApiError
+from agent.api.schemas import IsoDateTime
 from agent.bootstrap import Services
 from agent.domain import Severity
 from agent.ingest.normalize import EventCreate
@@ -43,14 +43,14 @@ class SimilarPublic(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    text: Annotated[str | None, Field(max_length=20_000)] = None
+    text: Annotated[str | None, Field(min_length=1, max_length=20_000)] = None
     """Free text, e.g. an error message or a question."""
     event: EventCreate | None = None
     """Or an error event body, embedded the way stored patterns are."""
     k: int = Field(default=5, ge=1, le=50)
     service: str | None = Field(default=None, max_length=64)
     severity: Severity | None = None
-    since: dt.datetime | None = None
+    since: IsoDateTime | None = None
     knowledge: bool = True
 
 
@@ -84,7 +84,7 @@ def similar(
     k: int = Query(default=5, ge=1, le=50),
     service: str | None = Query(default=None, max_length=64),
     severity: Severity | None = None,
-    since: dt.datetime | None = None,
+    since: IsoDateTime | None = None,
 ) -> list[SimilarPublic]:
     """Past patterns (and knowledge entries) most similar to this one, best first."""
     pattern = services.core.pattern(pattern_id)

@@ -17,11 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-SDK = Path(__file__).resolve().parent.parent
-REPO = SDK.parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+from tests.support import ADMIN_KEY, INGEST_KEY, LiveServer  # the repository's live-server helper
 
-from support import ADMIN_KEY, INGEST_KEY, LiveServer  # noqa: E402
+SDK = Path(__file__).resolve().parent.parent
 
 SEND = """
 import json, sys
