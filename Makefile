@@ -22,6 +22,8 @@ install: $(STAMP) ## create .venv and install errlearn with its dev tools
 
 run: $(STAMP) ## run the service on the embedded defaults (http://127.0.0.1:8090)
 	@echo "The errlearn CLI is $(BIN)/errlearn (not on PATH: run it as $(BIN)/errlearn --help, or source $(BIN)/activate)."
+	@# The starter knowledge base is what the default diagnoses answer from; importing it again is a no-op.
+	$(BIN)/errlearn knowledge import knowledge
 	$(BIN)/errlearn serve
 
 test: $(STAMP) ## run the whole test suite (PostgreSQL too when ERRLEARN_TEST_DATABASE_URL is set)

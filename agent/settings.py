@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     backpressure_retry_after_s: int = Field(default=1, ge=0, le=3600)
     """The `Retry-After` seconds sent with a backpressure 503."""
     workers: int | None = Field(default=None, ge=1, le=64)
-    """`errlearn serve` processes; default the CPU cores this process may use."""
+    """`errlearn serve` processes; default: the usable CPU cores with a Chroma server (`chroma_url`), else 1
+    (embedded Chroma belongs to one process)."""
 
     # Hardening (issue 15): bounded shutdown.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)

@@ -69,3 +69,33 @@ def test_two_processes_on_sqlite_store_every_acknowledged_event(tmp_path: Path) 
         assert len(stored) == 1200
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("chroma_url", "expected"), [(None, 1), ("http://127.0.0.1:8000", 2)])
+def test_serve_runs_one_process_with_embedded_chroma_and_the_cores_with_a_chroma_server(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chroma_url: str | None, expected: int
+) -> None:
+    import uvicorn
+    from fastapi import FastAPI
+    from typer.testing import CliRunner
+
+    import agent.api.app
+    import agent.serve_workers
+    from agent.cli import app
+    from agent.settings import get_settings
+
+    started: list[int] = []
+    monkeypatch.setattr(agent.serve_workers, "usable_cores", lambda: 2)
+    monkeypatch.setattr(agent.serve_workers, "serve_many", lambda settings, **kw: started.append(kw["workers"]))
+    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, keys: FastAPI())
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(1))
+    monkeypatch.setenv("ERRLEARN_DATA_DIR", str(tmp_path))
+    if chroma_url:
+        monkeypatch.setenv("ERRLEARN_CHROMA_URL", chroma_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["serve", "--port", "18091"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert started == [expected]

@@ -33,7 +33,11 @@ def serve(
     ] = None,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, max=64, help="API processes (default: ERRLEARN_WORKERS or the usable CPU cores)"),
+        typer.Option(
+            min=1,
+            max=64,
+            help="API processes (default: ERRLEARN_WORKERS; else the usable CPU cores with a Chroma server, 1 with embedded Chroma)",
+        ),
     ] = None,
 ) -> None:
     """Run the HTTP API (ingest, search, diagnosis, guide, recovery) and its background worker."""
@@ -61,7 +65,14 @@ def serve(
 
     h = host or settings.host
     p = port or settings.port
-    n = workers or settings.workers or usable_cores()
+    # Embedded Chroma lives in one process: several processes writing and reading its files disagree (and
+    # fail with "Nothing found on disk"). Default to the cores only with a Chroma server (ERRLEARN_CHROMA_URL).
+    n = workers or settings.workers or (usable_cores() if settings.chroma_url else 1)
+    if n > 1 and not settings.chroma_url:
+        console.print(
+            "[yellow]Several processes with embedded Chroma:[/] set ERRLEARN_CHROMA_URL to a Chroma server "
+            "(`chroma run`) so that they share one vector store."
+        )
     console.print(banner(h, p), soft_wrap=True)
     if n > 1:
         console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
