@@ -27,7 +27,15 @@ _BATCH_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["errors"],
-                    "properties": {"errors": {"type": "array", "items": _EVENT_REF}},
+                    "properties": {
+                        "errors": {
+                            "type": "array",
+                            # Each item is checked on its own: one that is no valid event is rejected in
+                            # `results` by index, and the others are still stored (202).
+                            "items": {"anyOf": [_EVENT_REF, {}]},
+                            "description": "Events (EventCreate); invalid items are rejected one by one",
+                        }
+                    },
                 }
             }
         },
