@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,8 +38,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[N
     from agent.settings import get_settings
 
     get_settings.cache_clear()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
     yield
     get_settings.cache_clear()
+    # A CLI command run through CliRunner points the root handler at a stream CliRunner then closes;
+    # the next test's output would carry logging's "--- Logging error ---" report. Restore the handlers.
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def _reset_postgres(url: str) -> None:

@@ -10,7 +10,6 @@ import socket
 import subprocess  # noqa: TID251 - the test starts a real Chroma server and a fresh interpreter
 import sys
 import textwrap
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from agent.store.vectors import (
     VectorStoreUnavailable,
     sanitise_metadata,
 )
-from tests.support import free_port
+from tests.support import chroma_process, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -147,42 +146,10 @@ class NetworkGuard:
 @pytest.fixture(scope="module")
 def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Chroma server (`chroma run`) on a free loopback port, for the whole module."""
-    chroma = Path(sys.executable).parent / "chroma"
-    if not chroma.exists():
+    if not (Path(sys.executable).parent / "chroma").exists():
         pytest.skip(f"the `chroma` script is not next to {sys.executable}; install chromadb in this venv")
-    data = tmp_path_factory.mktemp("chroma-server")
-    port = free_port()
-    log = (data / "server.log").open("wb")
-    env = {**os.environ, "ANONYMIZED_TELEMETRY": "False"}
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"chroma run exited with {proc.returncode}; see {data / 'server.log'}")
-            try:
-                if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"chroma run did not answer its heartbeat in 30 s; see {data / 'server.log'}")
-            time.sleep(0.2)
+    with chroma_process(tmp_path_factory.mktemp("chroma-server")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
