@@ -56,7 +56,11 @@ def test_schemathesis_finds_no_failures(tmp_path: Path) -> None:
     server = LiveServer(data, env={"ERRLEARN_WORKER": "false"}).start()
     try:
         _seed_events(server.url)
-        env = dict(os.environ, SCHEMATHESIS_HOOKS="tests.schemathesis_hooks", PYTHONPATH=str(Path.cwd()))
+        env = dict(
+            os.environ,
+            SCHEMATHESIS_HOOKS="tests.schemathesis_hooks",
+            PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        )
         run = subprocess.run(
             [
                 str(Path(sys.executable).parent / "schemathesis"),
