@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, desc, func, select
 
 from agent import metrics
-from agent.domain import Diagnosis, EvidenceKind, Pattern
+from agent.domain import Diagnosis, ErrorEvent, EvidenceKind, Pattern
 from agent.retrieval.service import SearchFilters
 from agent.runtime import Runtime, llm_config
 from agent.store import diagnoses, jobs, repo
@@ -133,15 +133,18 @@ class Diagnoser:
                 out.append(Retrieved(EvidenceKind.knowledge, s.id, s.score, f"{s.title}\n{body}"))
         return out
 
-    def gather(self, pattern_id: str) -> tuple[Pattern, EvidenceContext]:
-        from agent.llm.context import build_context
-
-        engine = self.runtime.core.engine
-        with engine.connect() as conn:
+    def _pattern_and_events(self, pattern_id: str) -> tuple[Pattern, list[ErrorEvent]]:
+        """The pattern and its 30 most recent events; PatternNotFound when there is no such pattern."""
+        with self.runtime.core.engine.connect() as conn:
             pattern = repo.get_pattern(conn, pattern_id)
             if pattern is None:
                 raise PatternNotFound(pattern_id)
-            events = repo.recent_events(conn, pattern_id, 30)
+            return pattern, repo.recent_events(conn, pattern_id, 30)
+
+    def gather(self, pattern_id: str) -> tuple[Pattern, EvidenceContext]:
+        from agent.llm.context import build_context
+
+        pattern, events = self._pattern_and_events(pattern_id)
         ctx = build_context(
             events,
             self._retrieved_for_pattern(pattern),
@@ -156,12 +159,7 @@ class Diagnoser:
         from agent.diagnosis.candidates import find_candidates
         from agent.diagnosis.paths import events_show_failure
 
-        engine = self.runtime.core.engine
-        with engine.connect() as conn:
-            pattern = repo.get_pattern(conn, pattern_id)
-            if pattern is None:
-                raise PatternNotFound(pattern_id)
-            events = repo.recent_events(conn, pattern_id, 30)
+        pattern, events = self._pattern_and_events(pattern_id)
         return find_candidates(self.runtime.retrieval(), pattern, events), events_show_failure(events)
 
     # -- diagnosis --------------------------------------------------------------------------------

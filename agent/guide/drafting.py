@@ -7,16 +7,14 @@ A draft that cites nothing that was in its context is not a draft (`GuideDraftRe
 from __future__ import annotations
 
 import hashlib
-import time
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
-from pydantic_ai import Agent, NativeOutput
 
 from agent.domain import Diagnosis, Pattern
 from agent.guide.models import AuthorKind, Authorship, EntryContent
-from agent.llm.agents import AgentDeps, check_citations
+from agent.llm.agents import AgentDeps, check_citations, run_structured
 from agent.llm.context import EvidenceContext, evidence_hash
 from agent.llm.outputs import Id
 from agent.llm.prompts import RenderedPrompt
@@ -155,27 +153,17 @@ def draft_guide_entry(
         existing: an approved entry to revise instead of writing a new one.
     """
     system, user = guide_prompts(pattern, ctx, deps, diagnosis=diagnosis, existing=existing)
-    agent = Agent(
-        deps.model,
-        output_type=NativeOutput(output_model(ctx)),
-        instructions=system.text,
-        model_settings=deps.model_settings,
-        retries=deps.retries,
-    )
-    started = time.perf_counter()
-    result = agent.run_sync(user.text)
-    latency = int((time.perf_counter() - started) * 1000)
-    usage = result.usage
+    run = run_structured(deps, output_model(ctx), system, user, strict=None)
     return finalize_draft(
         pattern,
         ctx,
-        result.output,
+        run.output,
         deps,
         system=system,
         user=user,
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        latency_ms=latency,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        latency_ms=run.latency_ms,
     )
 
 

@@ -94,31 +94,49 @@ def diagnosis_prompts(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -
     )
 
 
-def draft_diagnosis(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Diagnosis:
-    """Ask the model for a diagnosis of `pattern` grounded in `ctx`, then check it."""
-    system, user = diagnosis_prompts(pattern, ctx, deps)
-    output = with_citable(DiagnosisDraft, "evidence", [i.alias for i in ctx.items], no_actions=not deps.actions)
+@dataclass(frozen=True)
+class Structured:
+    """What one structured model call gave: the validated output, its token counts and its latency."""
+
+    output: Any
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+
+
+def run_structured(
+    deps: AgentDeps, output_type: Any, system: RenderedPrompt, user: RenderedPrompt, *, strict: bool | None = False
+) -> Structured:
+    """One structured call with `deps`' model, settings and retries: `system` as instructions, `user` as input."""
     agent = Agent(
         deps.model,
-        output_type=NativeOutput(output, strict=False),
+        output_type=NativeOutput(output_type, strict=strict),
         instructions=system.text,
         model_settings=deps.model_settings,
         retries=deps.retries,
     )
     started = time.perf_counter()
     result = agent.run_sync(user.text)
-    latency = int((time.perf_counter() - started) * 1000)
-    draft = result.output
     usage = result.usage
+    return Structured(
+        result.output, usage.input_tokens or 0, usage.output_tokens or 0, int((time.perf_counter() - started) * 1000)
+    )
+
+
+def draft_diagnosis(pattern: Pattern, ctx: EvidenceContext, deps: AgentDeps) -> Diagnosis:
+    """Ask the model for a diagnosis of `pattern` grounded in `ctx`, then check it."""
+    system, user = diagnosis_prompts(pattern, ctx, deps)
+    output = with_citable(DiagnosisDraft, "evidence", [i.alias for i in ctx.items], no_actions=not deps.actions)
+    run = run_structured(deps, output, system, user)
     return finalize_diagnosis(
         pattern,
         ctx,
-        draft,
+        run.output,
         deps,
         system=system,
-        input_tokens=usage.input_tokens or 0,
-        output_tokens=usage.output_tokens or 0,
-        latency_ms=latency,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        latency_ms=run.latency_ms,
     )
 
 

@@ -8,16 +8,14 @@ the evidence verbatim: a model cannot add a value that is not there.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
-from pydantic_ai import Agent, NativeOutput
 
 from agent.diagnosis.candidates import Candidate
-from agent.llm.agents import AgentDeps
+from agent.llm.agents import AgentDeps, run_structured
 from agent.llm.context import EvidenceContext
 from agent.llm.prompts import RenderedPrompt
 
@@ -89,17 +87,8 @@ def pick_cause(ctx: EvidenceContext, candidates: Sequence[Candidate], deps: Agen
     events = "\n\n".join(f"[{i.alias}] {i.text}" for i in ctx.items if i.kind.value == "event")
     system = deps.prompts.render("pick", "system")
     user = deps.prompts.render("pick", "user", evidence=events or "(no evidence)", causes=causes)
-    agent = Agent(
-        deps.model,
-        output_type=NativeOutput(_output(aliases), strict=False),
-        instructions=system.text,
-        model_settings=deps.model_settings,
-        retries=deps.retries,
-    )
-    started = time.perf_counter()
-    result = agent.run_sync(user.text)
-    latency = int((time.perf_counter() - started) * 1000)
-    out = result.output
+    run = run_structured(deps, _output(aliases), system, user)
+    out = run.output
     choice = out.cause.strip().strip("[]").upper()
     chosen = offered[aliases.index(choice)] if choice in aliases else None
     return Pick(
@@ -107,7 +96,7 @@ def pick_cause(ctx: EvidenceContext, candidates: Sequence[Candidate], deps: Agen
         failing_component=_in_evidence(out.failing_component, ctx),
         key_value=_in_evidence(out.key_value, ctx),
         prompt=system,
-        input_tokens=result.usage.input_tokens or 0,
-        output_tokens=result.usage.output_tokens or 0,
-        latency_ms=latency,
+        input_tokens=run.input_tokens,
+        output_tokens=run.output_tokens,
+        latency_ms=run.latency_ms,
     )
