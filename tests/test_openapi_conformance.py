@@ -6,6 +6,8 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from tests.conftest import admin_headers
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -49,3 +51,52 @@ def test_the_readme_says_which_endpoints_are_public() -> None:
     section = readme[readme.index("Public endpoints") :][:800]
     for endpoint in ("/health", "/metrics", "/docs", "/openapi.json"):
         assert endpoint in section
+
+
+def test_every_error_answer_is_declared(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        if path == "/metrics":  # public, plain text, answers 200 only (and is off unless enabled)
+            continue
+        for method, op in operations.items():
+            for status in ("401", "403", "404", "413", "422", "503"):
+                assert status in op["responses"], (method, path, status)
+    body = schema["components"]["schemas"]["ErrorBody"]
+    assert body["required"] == ["error"]
+    r = client.get("/patterns/pat_missing")  # a real 404 has the declared shape
+    assert r.status_code == 404 and set(r.json()["error"]) >= {"code", "message"}
+
+
+def test_a_405_names_the_methods_the_path_really_takes(client: TestClient) -> None:
+    # Starlette named the first route matching the path: GET /guide/{entry_id} for /guide/render.
+    r = client.options("/guide/render", headers=admin_headers())
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.get("/guide/render", headers=admin_headers())
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.put("/errors")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    r = client.delete("/guide/ERROR-001")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+def test_search_schema_needs_text_or_event_and_a_real_boolean(client: TestClient) -> None:
+    request = client.get("/openapi.json").json()["components"]["schemas"]["SearchRequest"]
+    assert [alt["required"] for alt in request["oneOf"]] == [["text"], ["event"]]
+    assert client.post("/search", json={}).status_code == 422
+    r = client.post("/search", json={"text": "timeout", "knowledge": 0})
+    assert r.status_code == 422 and r.json()["error"]["fields"][0]["field"] == "knowledge"
+    assert client.post("/search", json={"text": "timeout", "knowledge": False}).status_code == 200
+
+
+def test_ask_stream_declares_each_event(client: TestClient) -> None:
+    op = client.get("/openapi.json").json()["paths"]["/ask/stream"]["post"]
+    event = op["responses"]["200"]["content"]["text/event-stream"]["schema"]
+    assert event["properties"]["event"]["enum"] == ["delta", "done", "error"]
+
+
+def test_a_batch_rejecting_every_item_matches_its_declared_422(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    declared = schema["paths"]["/errors/batch"]["post"]["responses"]["422"]["content"]["application/json"]["schema"]
+    r = client.post("/errors/batch", json={"errors": [[None]]})
+    assert r.status_code == 422
+    assert set(declared["anyOf"][1]["required"]) <= set(r.json())

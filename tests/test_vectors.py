@@ -427,3 +427,31 @@ def test_unreachable_server_names_the_url(wordllama: Embedder) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(VectorStoreUnavailable, match=url.replace(".", r"\.")):
         VectorStore.open(wordllama, url=url)
+
+
+def test_a_failing_filtered_query_ranks_the_filtered_records_directly(
+    store: VectorStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma's filtered HNSW search can fail with "Error finding id" (chroma-core/chroma#7032): a 500 on
+    `/patterns/{id}/similar?severity=high` in schemathesis. The same filter ranked exactly gives the same hits."""
+    from chromadb.api.models.Collection import Collection
+    from chromadb.errors import InternalError
+
+    fill(store)
+    query = pattern_text("billing", "psycopg.OperationalError", "connection refused", ["billing.db.session.connect"])
+    where = {"severity": "critical"}
+    expected = store.query("patterns", query, k=3, where=where, exclude_ids=["p-oom"])
+    real_query = Collection.query
+
+    def broken(self: Collection, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("where"):
+            raise InternalError("Error executing plan: Internal error: Error finding id")
+        return real_query(self, *args, **kwargs)
+
+    monkeypatch.setattr(Collection, "query", broken)
+    got = store.query("patterns", query, k=3, where=where, exclude_ids=["p-oom"])
+    assert [h.id for h in got] == [h.id for h in expected] == ["p-db"]
+    assert got[0].score == pytest.approx(expected[0].score, abs=1e-4)
+    with pytest.raises(InternalError):  # without a filter there is nothing to fall back to
+        monkeypatch.setattr(Collection, "query", lambda *a, **k: (_ for _ in ()).throw(InternalError("boom")))
+        store.query("patterns", query, k=3)

@@ -15,6 +15,7 @@ from agent import __version__
 from agent.api import docs, errors, ui
 from agent.api.fast_ingest import FastIngestMiddleware
 from agent.api.limits import BodyLimitMiddleware
+from agent.api.openapi_errors import ERROR_RESPONSES
 from agent.api.request_id import RequestIdMiddleware
 from agent.api.routes import diagnosis, events, guide, merges, patterns, recovery, search, sentry, stats
 from agent.api.routes import errors as error_routes
@@ -84,7 +85,7 @@ def create_app(
         stats.router,
         sentry.router,
     ):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     ui.install(app)  # web UI: /ui pages, /ui/static, its error pages
     docs.install(app)  # /docs: Swagger UI from a PyPI package, no CDN
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,8 +74,30 @@ def install(app: FastAPI) -> None:
         return FastJSON(body, status_code=500, headers={"X-Request-ID": rid})
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> FastJSON:
+    async def _http(request: Request, exc: StarletteHTTPException) -> FastJSON:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(exc.status_code, "http_error")
-        return FastJSON(
-            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=getattr(exc, "headers", None)
-        )
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(app, request.url.path) or headers.get("Allow", "")
+        return FastJSON(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=headers or None)
+
+
+def allowed_methods(app: FastAPI, path: str) -> str:
+    """The `Allow` header of a 405: the methods the OpenAPI schema gives the path `path` resolves to.
+
+    Starlette names only the first route whose path matches (`GET /guide/{entry_id}` before
+    `POST /guide/render`); here, as in OpenAPI, a literal path wins over templated ones. "" for paths
+    outside the schema (the UI), which keep Starlette's answer.
+    """
+    literal: set[str] = set()
+    templated: set[str] = set()
+    for template, operations in app.openapi().get("paths", {}).items():
+        pattern = "".join("[^/]+" if part.startswith("{") else re.escape(part) for part in _TEMPLATE.split(template))
+        if re.fullmatch(pattern, path):
+            methods = {m.upper() for m in operations if m.upper() in _METHODS}
+            (templated if "{" in template else literal).update(methods)
+    return ", ".join(sorted(literal or templated))
+
+
+_TEMPLATE = re.compile(r"(\{[^}]+\})")
+_METHODS = frozenset({"GET", "PUT", "POST", "DELETE", "PATCH", "HEAD", "OPTIONS", "TRACE"})

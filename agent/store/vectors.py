@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import enum
 import json
+import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
@@ -29,10 +30,12 @@ from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Documents, Embeddable, EmbeddingFunction, Embeddings, Space
 from chromadb.config import Settings
-from chromadb.errors import NotFoundError
+from chromadb.errors import InternalError, NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from agent.retrieval.embedders import Embedder, EmbedderUnavailable
+
+log = logging.getLogger(__name__)
 
 CollectionName = Literal["patterns", "knowledge"]
 COLLECTIONS: Final[tuple[CollectionName, ...]] = ("patterns", "knowledge")
@@ -286,12 +289,25 @@ class VectorStore:
         excluded = set(exclude_ids)
         # Fetch extra results to make up for the excluded ids (Chroma has no "id not in" filter). Chroma
         # returns fewer when the collection (or the filtered part of it) is smaller, and [] when empty.
-        result = target.query(
-            query_embeddings=[self._query_vector(text)],  # type: ignore[arg-type]  # a list of floats is a Sequence[float]
-            n_results=k + len(excluded),
-            where=_normalise_where(where),
-            include=["documents", "metadatas", "distances"],
-        )
+        try:
+            result = target.query(
+                query_embeddings=[self._query_vector(text)],  # type: ignore[arg-type]  # a list of floats is a Sequence[float]
+                n_results=k + len(excluded),
+                where=_normalise_where(where),
+                include=["documents", "metadatas", "distances"],
+            )
+        except InternalError as exc:
+            if where is None:
+                raise
+            # Chroma's filtered HNSW search fails with "Error finding id" while its metadata and vector
+            # segments disagree (chroma-core/chroma#7032, e.g. another process just wrote). The filter alone
+            # still works: rank what it selects exactly, by the same cosine similarity.
+            log.warning(
+                "filtered vector query on %s failed (%s); ranking the filtered records directly", collection, exc
+            )
+            chosen = target.get(where=_normalise_where(where), include=[])["ids"]
+            scored = self.score_ids(collection, text, [i for i in chosen if i not in excluded])
+            return sorted(scored, key=lambda hit: -hit.score)[:k]
         ids = result["ids"][0]
         documents = (result.get("documents") or [[]])[0]
         metadatas = (result.get("metadatas") or [[]])[0]

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from agent.api.deps import AdminDep, KeyDep
 from agent.api.errors import ApiError
-from agent.api.model_errors import model_down
+from agent.api.model_errors import context_overflow, model_down
 from agent.api.routes.search import ServicesDep
 from agent.api.schemas import IsoDateTime
 from agent.diagnose import PatternNotFound
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from agent.llm.agents import AskResult
 
 router = APIRouter(tags=["diagnosis"])
+_SSE_EVENT = {  # one server-sent event, as a client parses it; `data` is a JSON document
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {"event": {"enum": ["delta", "done", "error"]}, "data": {"type": "string"}},
+}
 log = logging.getLogger(__name__)
 
 
@@ -130,6 +135,14 @@ def ask(services: ServicesDep, body: AskRequest) -> AskPublic:
 
 
 def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
+    """A 503 for a model outage; a 422 on `question` when the question and its evidence overflow the model."""
+    if (refusal := context_overflow(exc)) is not None:
+        raise ApiError(
+            422,
+            "question_too_long",
+            "the question and the evidence it needs do not fit the model's context window; ask a shorter question",
+            [{"field": "question", "message": refusal[:300]}],
+        ) from exc
     reason = model_down(exc, settings)
     if reason is not None:
         raise ApiError(503, "model_unavailable", reason, headers={"Retry-After": "30"}) from exc
@@ -142,7 +155,7 @@ def _raise_if_model_down(exc: Exception, settings: Settings) -> None:
     responses={
         200: {
             "description": "`delta` events with answer text, then one `done` event (or an `error` event)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": _SSE_EVENT}},
         }
     },
 )

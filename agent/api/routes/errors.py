@@ -27,7 +27,15 @@ _BATCH_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["errors"],
-                    "properties": {"errors": {"type": "array", "items": _EVENT_REF}},
+                    "properties": {
+                        "errors": {
+                            "type": "array",
+                            # Each item is checked on its own: one that is no valid event is rejected in
+                            # `results` by index, and the others are still stored (202).
+                            "items": {"anyOf": [_EVENT_REF, {}]},
+                            "description": "Events (EventCreate); invalid items are rejected one by one",
+                        }
+                    },
                 }
             }
         },
@@ -110,7 +118,33 @@ async def post_error(request: Request, core: CoreDep) -> FastJSON:
     )
 
 
-@router.post("/errors/batch", status_code=202, openapi_extra=_BATCH_BODY, summary="Report many error events")
+_BATCH_RESULT = {
+    "type": "object",
+    "required": ["accepted", "rejected", "results"],
+    "properties": {
+        "accepted": {"type": "integer"},
+        "rejected": {"type": "integer"},
+        "results": {"type": "array", "items": {"type": "object", "required": ["index", "status"]}},
+    },
+}
+_BATCH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"description": "At least one event stored; `results` reports each item by index"},
+    422: {  # a body that is no batch, or a batch whose every item was rejected (reported by index)
+        "description": "Invalid batch, or every item rejected",
+        "content": {
+            "application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ErrorBody"}, _BATCH_RESULT]}}
+        },
+    },
+}
+
+
+@router.post(
+    "/errors/batch",
+    status_code=202,
+    openapi_extra=_BATCH_BODY,
+    responses=_BATCH_RESPONSES,
+    summary="Report many error events",
+)
 async def post_batch(request: Request, core: CoreDep) -> FastJSON:
     """Each item is validated on its own: bad items are reported by index and do not sink the good ones."""
     data = await _json_body(request, core)

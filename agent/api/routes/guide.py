@@ -128,6 +128,12 @@ def list_entries(
     return GuideEntriesPublic(data=data, count=len(data))
 
 
+@router.get("/render", include_in_schema=False)
+def render_is_post_only() -> None:
+    """`GET /guide/render` would otherwise read "render" as an entry id (404): it is a 405 naming POST."""
+    raise ApiError(405, "method_not_allowed", "POST /guide/render renders the guide", headers={"Allow": "POST"})
+
+
 @router.get("/{entry_id}", response_model=GuideEntryDetailPublic, dependencies=[KeyDep])
 def show_entry(guide: GuideDep, entry_id: EntryId) -> GuideEntryDetailPublic:
     """One entry next to its evidence, linked patterns, revision history and prevention metric."""

@@ -6,7 +6,7 @@ import dataclasses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agent.api.deps import KeyDep
 from agent.api.errors import ApiError
@@ -43,6 +43,16 @@ class SimilarPublic(BaseModel):
 
 
 class SearchRequest(BaseModel):
+    # Exactly one of `text` and `event`, in the schema too (a client's generator must not send `{}`).
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+                {"required": ["event"], "properties": {"event": {"type": "object"}}},
+            ]
+        }
+    )
+
     text: Annotated[str | None, Field(min_length=1, max_length=20_000)] = None
     """Free text, e.g. an error message or a question."""
     event: EventCreate | None = None
@@ -51,7 +61,8 @@ class SearchRequest(BaseModel):
     service: str | None = Field(default=None, max_length=64)
     severity: Severity | None = None
     since: IsoDateTime | None = None
-    knowledge: bool = True
+    knowledge: bool = Field(default=True, strict=True)
+    """Also return knowledge entries. A JSON boolean: `0` or `"yes"` is a 422, not a guess."""
 
 
 def _public(services: Services, hits: list[Similar]) -> list[SimilarPublic]:

@@ -17,11 +17,11 @@ import re
 import zlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 
 from agent.api.deps import CoreDep
@@ -40,6 +40,9 @@ DECOMPRESSED_FACTOR = 8
 _SENTRY_KEY = re.compile(r"(?:^|[\s,])sentry_key\s*=\s*([^,\s]+)")
 _PROJECT = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# For the schema: requests reach `_receive` through the fast path (agent.api.fast_ingest), which answers a
+# project id outside this pattern with 400 `invalid_project` (`_check_path`).
+ProjectId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 _ENVELOPE_BODY = {
     "requestBody": {
         "required": True,
@@ -314,24 +317,24 @@ async def _receive(request: Request, core: Core, project_id: str, prefix: str | 
 
 
 @router.post("/api/{project_id}/envelope/", openapi_extra=_ENVELOPE_BODY, summary="Sentry envelope (any Sentry SDK)")
-async def post_envelope(request: Request, core: CoreDep, project_id: str) -> FastJSON:
+async def post_envelope(request: Request, core: CoreDep, project_id: ProjectId) -> FastJSON:
     """Error events in the envelope become errlearn events; other item types are accepted and dropped."""
     return await _receive(request, core, project_id, None, envelope=True)
 
 
 @router.post("/api/{project_id}/store/", openapi_extra=_STORE_BODY, summary="Sentry event, legacy store endpoint")
-async def post_store(request: Request, core: CoreDep, project_id: str) -> FastJSON:
+async def post_store(request: Request, core: CoreDep, project_id: ProjectId) -> FastJSON:
     """One Sentry event as JSON (older SDKs)."""
     return await _receive(request, core, project_id, None, envelope=False)
 
 
 @router.post("/{prefix}/api/{project_id}/envelope/", openapi_extra=_ENVELOPE_BODY, summary="Sentry envelope, DSN path")
-async def post_envelope_prefixed(request: Request, core: CoreDep, prefix: str, project_id: str) -> FastJSON:
+async def post_envelope_prefixed(request: Request, core: CoreDep, prefix: str, project_id: ProjectId) -> FastJSON:
     """As `/api/<project_id>/envelope/`, for a DSN with a path: the path names the service."""
     return await _receive(request, core, project_id, prefix, envelope=True)
 
 
 @router.post("/{prefix}/api/{project_id}/store/", openapi_extra=_STORE_BODY, summary="Sentry event, DSN path")
-async def post_store_prefixed(request: Request, core: CoreDep, prefix: str, project_id: str) -> FastJSON:
+async def post_store_prefixed(request: Request, core: CoreDep, prefix: str, project_id: ProjectId) -> FastJSON:
     """As `/api/<project_id>/store/`, for a DSN with a path: the path names the service."""
     return await _receive(request, core, project_id, prefix, envelope=False)
