@@ -12,7 +12,7 @@ evidence: the error type and the deciding lines of its events, not only the patt
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 
 from agent.capture.evidence import extract_evidence
@@ -58,16 +58,20 @@ def _plain(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def _sentences(markdown: str, limit: int) -> str:
-    """The first paragraph's sentences up to `limit` characters (fenced code left out)."""
-    prose: list[str] = []
+def _outside_fences(markdown: str) -> Iterator[str]:
+    """The lines of `markdown` that are not inside a fenced code block (nor its fences)."""
     fenced = False
     for line in markdown.splitlines():
         if line.strip().startswith(("```", "~~~")):
             fenced = not fenced
-            continue
-        if fenced:
-            continue
+        elif not fenced:
+            yield line
+
+
+def _sentences(markdown: str, limit: int) -> str:
+    """The first paragraph's sentences up to `limit` characters (fenced code left out)."""
+    prose: list[str] = []
+    for line in _outside_fences(markdown):
         m = _BULLET.match(line)
         prose.append(m.group(1) if m else line)
     text = _plain(" ".join(prose))
@@ -82,13 +86,7 @@ def _sentences(markdown: str, limit: int) -> str:
 def _bullets(markdown: str, limit: int, chars: int = 200) -> tuple[str, ...]:
     """Top-level list items (continuation lines joined; nested code left out), at most `limit`."""
     items: list[str] = []
-    fenced = False
-    for line in markdown.splitlines():
-        if line.strip().startswith(("```", "~~~")):
-            fenced = not fenced
-            continue
-        if fenced:
-            continue
+    for line in _outside_fences(markdown):
         m = _BULLET.match(line)
         if m and not line.startswith((" " * 4, "\t")):
             items.append(m.group(1))
