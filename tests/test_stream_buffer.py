@@ -17,14 +17,14 @@ from typing import Any
 import httpx
 import pytest
 import redis
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
 from agent.api.app import create_app
 from agent.ingest.normalize import EventCreate
 from agent.service import Core
 from agent.settings import Settings
 from agent.store.stream_buffer import BufferConfigError, StreamBuffer
-from agent.store.tables import EventRow, table_of
+from agent.store.tables import EventRow, IdempotencyKeyRow, table_of
 from tests.redis_support import RedisServer, drop_stream, redis_server, unique_stream
 from tests.support import ADMIN_KEY, INGEST_KEY, serve_in_thread
 
@@ -227,3 +227,26 @@ def test_unreachable_redis_is_a_503_not_an_ack(tmp_path: Path, rs: RedisServer, 
     assert r.status_code == 503, r.text
     assert r.headers["retry-after"] == "1"
     assert n == 0
+
+
+def test_entry_stored_before_its_key_expired_is_acknowledged_not_doubled(
+    tmp_path: Path, rs: RedisServer, stream: str
+) -> None:
+    settings = _settings(tmp_path, rs, stream)
+    core = Core(settings).open(consume=False)
+    client = redis.Redis.from_url(rs.url)
+    try:
+        bodies = [EventCreate.model_validate(_event(f"old-{i}")) for i in range(3)]
+        acked = [s.event_id for s in asyncio.run(core.ingest(bodies))]
+        got: Any = client.xreadgroup("errlearn", "slow-consumer", {stream: ">"}, count=10)
+        entries = got[0][1]
+        assert core.buffer is not None
+        assert core.buffer.store(entries) == [entries[0][0]]
+        with core.engine.begin() as conn:  # a day later: the writer has pruned the entry's idempotency key
+            conn.execute(delete(table_of(IdempotencyKeyRow)))
+        assert core.buffer.store(entries) == [entries[0][0]], "a stored entry would stay pending forever"
+        stored = _stored(core)
+    finally:
+        core.close()
+        client.close()
+    assert sorted(stored) == sorted(acked)

@@ -33,8 +33,11 @@ from typing import Any, Literal
 import orjson
 import redis
 import redis.asyncio as aioredis
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from agent.ids import new_event_id, new_ulid
+from agent.store.tables import EventRow, table_of
 from agent.store.writer import EventWriter, Stored, WriterBusy, WriterStopped
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ return {1, n + 1}
 _KEY_PREFIX = "buffer\u00b7"
 """Generated idempotency keys hold a non-ASCII character: a client's `Idempotency-Key` (ASCII only) never equals one."""
 _TIMES = ("timestamp", "received_at")
+EVENTS = table_of(EventRow)
 
 
 class StreamBusy(WriterBusy):
@@ -264,7 +268,8 @@ class StreamBuffer:
 
         All entries go to the writer at once (one group commit). When that transaction fails, each entry is
         tried on its own, so one bad entry does not hold back the others; what fails stays pending and is
-        claimed again after `claim_idle_ms`. An entry that cannot be decoded goes to `<stream>:dead`.
+        claimed again after `claim_idle_ms`, unless all its events are in the database already (written before
+        its idempotency key expired). An entry that cannot be decoded goes to `<stream>:dead`.
         """
         work: list[tuple[bytes, str, list[dict[str, Any]]]] = []
         done: list[bytes] = []
@@ -285,12 +290,21 @@ class StreamBuffer:
                 done.append(eid)
             else:
                 retry.append((eid, key, rows))
-        if len(futures) > 1:
-            for eid, key, rows in retry:
-                if _settled(self.writer.submit(rows, idempotency_key=key)):
-                    done.append(eid)
+        for eid, key, rows in retry:
+            if (len(futures) > 1 and _settled(self.writer.submit(rows, idempotency_key=key))) or self._present(rows):
+                done.append(eid)
         self.stored_entries += len(done)
         return done
+
+    def _present(self, rows: list[dict[str, Any]]) -> bool:
+        """Every event of a failed entry is in the database already: stored before, its key expired since."""
+        ids = [r["id"] for r in rows]
+        try:
+            with self.writer.engine.connect() as conn:
+                found = conn.execute(select(func.count()).select_from(EVENTS).where(EVENTS.c.id.in_(ids))).scalar_one()
+        except SQLAlchemyError:
+            return False
+        return int(found) == len(ids)
 
     def ack(self, ids: list[bytes]) -> None:
         """Acknowledge and delete stored entries in one transaction: the stream keeps only what is not stored."""
