@@ -21,10 +21,11 @@ from agent.store.writer import WriterBusy
 
 def check(core: Core) -> None:
     """Raise a 503 `overloaded` when the writer's queue is at its bound (before the body is read)."""
-    writer = core.writer
-    if writer is not None and writer.queued_events >= core.settings.writer_max_queued_events:
-        raise refused(core)
     buffer = core.buffer
+    writer = core.writer
+    # With the buffer, the writer is fed by its consumer only (a bounded read at a time): the stream is the queue.
+    if buffer is None and writer is not None and writer.queued_events >= core.settings.writer_max_queued_events:
+        raise refused(core)
     if buffer is not None and buffer.full:
         raise refused(
             core,

@@ -216,18 +216,25 @@ class StreamBuffer:
 
     # -- consuming -----------------------------------------------------------------------------------
     def _run(self) -> None:
+        """Read, hand to the writer, and acknowledge the batch before: one batch is read and decoded while
+        the writer commits the one before it (on stop, the batch in hand is still settled and acknowledged)."""
         next_claim = 0.0
         failures = 0
-        while not self._stop.is_set():
+        inflight: _Batch | None = None
+        while not self._stop.is_set() or inflight is not None:
             try:
                 entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
-                if time.monotonic() >= next_claim:
-                    entries = self._claim()
-                    next_claim = time.monotonic() + max(0.2, self.config.claim_idle_ms / 2000)
-                if not entries:
-                    entries = self._read()
-                if entries:
-                    self.ack(self.store(entries))
+                if not self._stop.is_set():
+                    if time.monotonic() >= next_claim:
+                        entries = self._claim()
+                        next_claim = time.monotonic() + max(0.2, self.config.claim_idle_ms / 2000)
+                    if not entries:  # wait for entries only when no batch is waiting for its acknowledgement
+                        entries = self._read(block=inflight is None)
+                batch = self._submit(entries) if entries else None
+                if inflight is not None:
+                    done, inflight = self._settle(inflight), None
+                    self.ack(done)
+                inflight = batch
                 self.last_length = int(self._sync.xlen(self.config.stream))
                 failures = 0
             except WriterStopped:
@@ -237,13 +244,13 @@ class StreamBuffer:
                 log.warning("ingest buffer consumer: Redis error (attempt %d)", failures, exc_info=True)
                 self._stop.wait(min(5.0, 0.1 * 2**failures))
 
-    def _read(self) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+    def _read(self, *, block: bool = True) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         got: Any = self._sync.xreadgroup(
             self.config.group,
             self.config.consumer,
             {self.config.stream: ">"},
             count=self.config.read_count,
-            block=self.config.block_ms,
+            block=self.config.block_ms if block else None,
         )
         return [e for _, part in got or [] for e in part]
 
@@ -271,6 +278,9 @@ class StreamBuffer:
         claimed again after `claim_idle_ms`, unless all its events are in the database already (written before
         its idempotency key expired). An entry that cannot be decoded goes to `<stream>:dead`.
         """
+        return self._settle(self._submit(entries))
+
+    def _submit(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> _Batch:
         work: list[tuple[bytes, str, list[dict[str, Any]]]] = []
         done: list[bytes] = []
         for eid, fields in entries:
@@ -284,6 +294,10 @@ class StreamBuffer:
                 self._sync.xadd(self.config.stream + ":dead", dead)
                 done.append(eid)
         futures = [(eid, key, rows, self.writer.submit(rows, idempotency_key=key)) for eid, key, rows in work]
+        return _Batch(done, futures)
+
+    def _settle(self, batch: _Batch) -> list[bytes]:
+        done, futures = batch.done, batch.futures
         retry: list[tuple[bytes, str, list[dict[str, Any]]]] = []
         for eid, key, rows, fut in futures:
             if _settled(fut):
@@ -350,6 +364,14 @@ class StreamBuffer:
             out.update(ok=False, error=type(exc).__name__)
         out["active"] = self.last_length >= self.config.max_entries
         return out
+
+
+@dataclass
+class _Batch:
+    """Entries handed to the writer: those already settled (dead-lettered) and the writer's futures."""
+
+    done: list[bytes]
+    futures: list[tuple[bytes, str, list[dict[str, Any]], Future[list[Stored]]]]
 
 
 def _settled(fut: Future[list[Stored]]) -> bool:
