@@ -232,7 +232,9 @@ class Core:
                 "events": self.writer.committed_events if self.writer else 0,
             },
             "backpressure": {
-                "active": bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
+                "active": self.buffer.full  # with the ingest buffer, its stream is the bound (not the writer's queue)
+                if self.buffer
+                else bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
                 "queued_events": self.writer.queued_events if self.writer else 0,
                 "limit": self.settings.writer_max_queued_events,
                 "refused_requests": self.live.refused_busy,
