@@ -49,6 +49,7 @@ def stream(rs: RedisServer) -> Iterator[str]:
 def _settings(tmp_path: Path, rs: RedisServer, stream: str, **extra: Any) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
+        database_url=extra.pop("database_url"),
         api_keys=[INGEST_KEY],  # type: ignore[list-item]
         admin_key=ADMIN_KEY,  # type: ignore[arg-type]
         worker=False,
@@ -84,8 +85,10 @@ def _drained(buffer: StreamBuffer, timeout: float = 30) -> None:
     raise AssertionError(f"the stream was not drained: {buffer.status()}")
 
 
-def test_acknowledged_events_are_stored_exactly_once(tmp_path: Path, rs: RedisServer, stream: str) -> None:
-    app = create_app(_settings(tmp_path, rs, stream))
+def test_acknowledged_events_are_stored_exactly_once(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
+    app = create_app(_settings(tmp_path, rs, stream, database_url=database_url))
     acked: dict[str, str] = {}
     with serve_in_thread(app, "buffer") as url, httpx.Client(base_url=url, headers=HEADERS, timeout=30) as http:
         for i in range(20):
@@ -111,8 +114,10 @@ def test_acknowledged_events_are_stored_exactly_once(tmp_path: Path, rs: RedisSe
     assert "errlearn_ingest_buffer_lag_entries 0.0" in scraped
 
 
-def test_entry_of_a_dead_consumer_is_claimed_and_not_stored_twice(tmp_path: Path, rs: RedisServer, stream: str) -> None:
-    settings = _settings(tmp_path, rs, stream, ingest_buffer_claim_idle_s=0.3)
+def test_entry_of_a_dead_consumer_is_claimed_and_not_stored_twice(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
+    settings = _settings(tmp_path, rs, stream, database_url=database_url, ingest_buffer_claim_idle_s=0.3)
     producer = Core(settings).open(consume=False)  # adds to the stream, stores nothing itself
     client = redis.Redis.from_url(rs.url)
     try:
@@ -143,9 +148,17 @@ def test_entry_of_a_dead_consumer_is_claimed_and_not_stored_twice(tmp_path: Path
     assert sorted(stored) == sorted(acked), "an entry stored before its consumer died was stored again (or lost)"
 
 
-def test_stream_over_its_bound_answers_503_and_holds_no_secret(tmp_path: Path, rs: RedisServer, stream: str) -> None:
+def test_stream_over_its_bound_answers_503_and_holds_no_secret(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
     settings = _settings(
-        tmp_path, rs, stream, ingest_buffer_max_entries=5, ingest_buffer_consume=False, backpressure_retry_after_s=3
+        tmp_path,
+        rs,
+        stream,
+        database_url=database_url,
+        ingest_buffer_max_entries=5,
+        ingest_buffer_consume=False,
+        backpressure_retry_after_s=3,
     )
     app = create_app(settings)
     secret = "password=hunter2-very-secret"
@@ -181,10 +194,12 @@ def test_stream_over_its_bound_answers_503_and_holds_no_secret(tmp_path: Path, r
     assert sorted(stored) == sorted(acked)
 
 
-def test_acked_entries_survive_a_sigkill_of_redis(tmp_path: Path, rs: RedisServer, stream: str) -> None:
+def test_acked_entries_survive_a_sigkill_of_redis(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
     if not rs.durable:
         pytest.skip("needs redis-server on PATH to run and SIGKILL a private Redis (apt-get install redis-server)")
-    settings = _settings(tmp_path, rs, stream, ingest_buffer_consume=False)
+    settings = _settings(tmp_path, rs, stream, database_url=database_url, ingest_buffer_consume=False)
     producer = Core(settings).open()
     try:
         bodies = [EventCreate.model_validate(_event(f"rk-{i}")) for i in range(50)]
@@ -203,21 +218,23 @@ def test_acked_entries_survive_a_sigkill_of_redis(tmp_path: Path, rs: RedisServe
     assert sorted(stored) == sorted(acked)
 
 
-def test_a_redis_without_fsync_is_refused_at_start(tmp_path: Path, rs: RedisServer, stream: str) -> None:
+def test_a_redis_without_fsync_is_refused_at_start(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
     if not rs.durable:
         pytest.skip("needs redis-server on PATH to reconfigure a private Redis (apt-get install redis-server)")
     redis.Redis.from_url(rs.url).config_set("appendfsync", "everysec")
-    settings = _settings(tmp_path, rs, stream)
+    settings = _settings(tmp_path, rs, stream, database_url=database_url)
     core = Core(settings)
     with pytest.raises(BufferConfigError, match="appendfsync always"):
         core.open()
     core.close()
 
 
-def test_unreachable_redis_is_a_503_not_an_ack(tmp_path: Path, rs: RedisServer, stream: str) -> None:
+def test_unreachable_redis_is_a_503_not_an_ack(tmp_path: Path, rs: RedisServer, stream: str, database_url: str) -> None:
     if not rs.durable:
         pytest.skip("needs redis-server on PATH to stop a private Redis (apt-get install redis-server)")
-    app = create_app(_settings(tmp_path, rs, stream, ingest_buffer_consume=False))
+    app = create_app(_settings(tmp_path, rs, stream, database_url=database_url, ingest_buffer_consume=False))
     with serve_in_thread(app, "buffer-down") as url, httpx.Client(base_url=url, headers=HEADERS, timeout=30) as http:
         assert http.post("/errors", json=_event("up")).status_code == 202
         rs.kill()
@@ -230,9 +247,9 @@ def test_unreachable_redis_is_a_503_not_an_ack(tmp_path: Path, rs: RedisServer, 
 
 
 def test_entry_stored_before_its_key_expired_is_acknowledged_not_doubled(
-    tmp_path: Path, rs: RedisServer, stream: str
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
 ) -> None:
-    settings = _settings(tmp_path, rs, stream)
+    settings = _settings(tmp_path, rs, stream, database_url=database_url)
     core = Core(settings).open(consume=False)
     client = redis.Redis.from_url(rs.url)
     try:

@@ -51,7 +51,7 @@ def _sender(url: str, stop: threading.Event, acked: dict[str, str], sender: int)
 
 
 @pytest.mark.slow
-def test_sigkill_of_a_serving_process_loses_no_acknowledged_event(tmp_path: Path) -> None:
+def test_sigkill_of_a_serving_process_loses_no_acknowledged_event(tmp_path: Path, database_url: str) -> None:
     with redis_server(tmp_path) as rs:
         stream = unique_stream()
         env = {
@@ -60,6 +60,7 @@ def test_sigkill_of_a_serving_process_loses_no_acknowledged_event(tmp_path: Path
             "ERRLEARN_INGEST_BUFFER_STREAM": stream,
             "ERRLEARN_INGEST_BUFFER_DURABILITY": rs.durability,
             "ERRLEARN_INGEST_BUFFER_CLAIM_IDLE_S": "1",
+            "ERRLEARN_DATABASE_URL": database_url,
         }
         data = tmp_path / "data"
         client = redis.Redis.from_url(rs.url)
@@ -100,7 +101,7 @@ def test_sigkill_of_a_serving_process_loses_no_acknowledged_event(tmp_path: Path
             drop_stream(rs.url, stream)
             client.close()
 
-    engine = create_engine(f"sqlite:///{data / 'errlearn.db'}")
+    engine = create_engine(database_url)
     with engine.connect() as conn:
         stored = dict(conn.execute(select(EVENTS.c.id, EVENTS.c.error_message)).all())
     engine.dispose()
