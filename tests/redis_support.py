@@ -46,6 +46,7 @@ class RedisServer:
         cmd += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"]
         log = (self.dir / "redis.log").open("ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        log.close()  # the server has its own copy
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

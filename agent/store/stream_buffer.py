@@ -104,6 +104,7 @@ class StreamBuffer:
         self._async: tuple[asyncio.AbstractEventLoop, aioredis.Redis, Any] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._closing: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> StreamBuffer:
@@ -135,6 +136,14 @@ class StreamBuffer:
             except redis.RedisError:
                 log.warning("could not unregister stream consumer %s", self.config.consumer, exc_info=True)
         self._sync.close()
+        if self._async is not None:  # closed on its own loop when that is the caller's (the app's lifespan)
+            loop, client, _ = self._async
+            self._async = None
+            try:
+                if asyncio.get_running_loop() is loop:
+                    self._closing = loop.create_task(client.aclose())
+            except RuntimeError:  # no loop running here: the connections go with the process or the loop
+                pass
 
     def _check_durability(self) -> str:
         if self.config.durability == "off":
