@@ -121,17 +121,22 @@ def test_entry_of_a_dead_consumer_is_claimed_and_not_stored_twice(
     producer = Core(settings).open(consume=False)  # adds to the stream, stores nothing itself
     client = redis.Redis.from_url(rs.url)
     try:
-        bodies = [EventCreate.model_validate(_event(f"dead-{i}")) for i in range(40)]
-        acked = [s.event_id for i in range(0, 40, 4) for s in asyncio.run(producer.ingest(bodies[i : i + 4]))]
-        # The consumer that dies: it reads every entry, stores half of them, and is gone before any XACK.
-        got: Any = client.xreadgroup("errlearn", "dead-consumer", {stream: ">"}, count=100)
+        # 450 entries: more than one claim (200 entries) can take, so the claims go on from their cursor
+        bodies = [EventCreate.model_validate(_event(f"dead-{i}")) for i in range(900)]
+
+        async def produce() -> list[str]:
+            return [s.event_id for i in range(0, 900, 2) for s in await producer.ingest(bodies[i : i + 2])]
+
+        acked = asyncio.run(produce())
+        # The consumer that dies: it reads every entry, stores some of them, and is gone before any XACK.
+        got: Any = client.xreadgroup("errlearn", "dead-consumer", {stream: ">"}, count=1000)
         entries = got[0][1]
-        assert len(entries) == 10
+        assert len(entries) == 450
         assert producer.buffer is not None
         assert len(producer.buffer.store(entries[:5])) == 5
-        assert len(_stored(producer)) == 20
+        assert len(_stored(producer)) == 10
         pending: Any = client.xpending(stream, "errlearn")
-        assert pending["pending"] == 10 and pending["consumers"][0]["name"] == b"dead-consumer"
+        assert pending["pending"] == 450 and pending["consumers"][0]["name"] == b"dead-consumer"
 
         taker = Core(settings).open(consume=True)  # a second consumer in the group
         try:
@@ -144,7 +149,7 @@ def test_entry_of_a_dead_consumer_is_claimed_and_not_stored_twice(
     finally:
         producer.close()
         client.close()
-    assert claimed == 10, "the second consumer did not take over the dead one's entries"
+    assert claimed == 450, "the second consumer did not take over the dead one's entries"
     assert sorted(stored) == sorted(acked), "an entry stored before its consumer died was stored again (or lost)"
 
 

@@ -53,6 +53,8 @@ return {1, n + 1}
 """
 _KEY_PREFIX = "buffer\u00b7"
 """Generated idempotency keys hold a non-ASCII character: a client's `Idempotency-Key` (ASCII only) never equals one."""
+WAIT_AOF = ("WAITAOF", 1, 0, 5000)
+"""Redis >= 7.2: wait until the local AOF has the writes of this connection on disk (5 s at most)."""
 _TIMES = ("timestamp", "received_at")
 EVENTS = table_of(EventRow)
 
@@ -105,6 +107,7 @@ class StreamBuffer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._claim_from: bytes | str = "0-0"
 
     # -- lifecycle -----------------------------------------------------------------------------------
     def open(self) -> StreamBuffer:
@@ -202,9 +205,11 @@ class StreamBuffer:
         client, add = self._client()
         try:
             if self.mode == "waitaof":
-                async with client.pipeline(transaction=False) as pipe:
-                    add(keys=[self.config.stream], args=[self.config.max_entries, key, orjson.dumps(rows)], client=pipe)
-                    pipe.execute_command("WAITAOF", 1, 0, 5000)
+                async with client.pipeline(transaction=False) as pipe:  # one connection: WAITAOF covers the add
+                    await add(
+                        keys=[self.config.stream], args=[self.config.max_entries, key, orjson.dumps(rows)], client=pipe
+                    )
+                    pipe.execute_command(*WAIT_AOF)
                     (added, length), (local, _) = await pipe.execute()
                 if added and int(local) < 1:
                     raise StreamBusy("Redis did not confirm the entry on disk within 5 s")
@@ -236,7 +241,8 @@ class StreamBuffer:
                 if not self._stop.is_set():
                     if time.monotonic() >= next_claim:
                         entries = self._claim()
-                        next_claim = time.monotonic() + max(0.2, self.config.claim_idle_ms / 2000)
+                        more = self._claim_from not in ("0-0", b"0-0")  # the scan has not reached the end
+                        next_claim = 0.0 if more else time.monotonic() + max(0.2, self.config.claim_idle_ms / 2000)
                     if not entries:  # wait for entries only when no batch is waiting for its acknowledgement
                         entries = self._read(block=inflight is None)
                 batch = self._submit(entries) if entries else None
@@ -270,9 +276,11 @@ class StreamBuffer:
             self.config.group,
             self.config.consumer,
             min_idle_time=self.config.claim_idle_ms,
-            start_id="0-0",
+            start_id=self._claim_from,
             count=self.config.read_count,
         )
+        # Go on from the cursor next time: a backlog left by an outage is claimed batch after batch.
+        self._claim_from = reply[0]
         claimed = [(eid, fields) for eid, fields in reply[1] if eid is not None]
         if claimed:
             log.info("ingest buffer: claimed %d entries pending for a silent consumer", len(claimed))
