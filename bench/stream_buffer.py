@@ -11,7 +11,12 @@ For each: events acknowledged per second during the burst, the p99 answer time, 
 took to drain after the burst, and events stored per second over burst + drain. Redis is a private
 `redis-server` with `appendonly yes` + `appendfsync always` (what the buffer's durability check asks).
 
-Usage: .venv/bin/python bench/stream_buffer.py [--duration 10] [--rounds 2] [--database-url postgresql+psycopg://...]
+Then --crash-rounds rounds of the SIGKILL test with the buffer on (`tests.redis_support.buffered_crash_once`:
+SIGKILL `serve` under load, start another on the same database, wait for the stream to drain): every
+acknowledged event must be stored, none twice.
+
+Usage: .venv/bin/python bench/stream_buffer.py [--duration 10] [--rounds 2] [--crash-rounds 20]
+       [--database-url postgresql+psycopg://...]
 Needs `wrk` and `redis-server` (Debian: apt-get install wrk redis-server).
 """
 
@@ -32,7 +37,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.ingest import EVENT, LUA_BATCH, errlearn_env, reset_postgres, run_wrk, start, stop  # noqa: E402
-from tests.redis_support import RedisServer  # noqa: E402
+from tests.redis_support import RedisServer, buffered_crash_once  # noqa: E402
 from tests.support import INGEST_KEY, free_port  # noqa: E402
 
 MODES = ("off", "api", "worker")
@@ -112,6 +117,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--max-entries", type=int, default=1_000_000, help="the stream's bound (a burst must fit)")
     ap.add_argument("--modes", type=lambda v: v.split(","), default=list(MODES))
+    ap.add_argument("--crash-rounds", type=int, default=20, help="SIGKILL rounds with the buffer on (0: none)")
     ap.add_argument("--database-url", help="PostgreSQL (its schema is dropped each run); default SQLite")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "stream_buffer.json")
     args = ap.parse_args()
@@ -126,6 +132,13 @@ def main() -> None:
                 for mode in args.modes:
                     results[mode].append(one(args, tmp, mode, rs.url, n))
                     print(mode, n, {k: round(v, 1) for k, v in results[mode][-1].items()}, flush=True)
+            crashes = []
+            for i in range(args.crash_rounds):
+                if args.database_url:
+                    reset_postgres(args.database_url)
+                url = args.database_url or f"sqlite:///{tmp / f'crash{i}' / 'errlearn.db'}"
+                crashes.append(vars(buffered_crash_once(tmp / f"crash{i}", rs, url)))
+                print("crash", i, crashes[-1], flush=True)
         finally:
             rs.stop()
     summary = {m: {k: statistics.median(r[k] for r in rs_) for k in rs_[0]} for m, rs_ in results.items() if rs_}
@@ -138,8 +151,20 @@ def main() -> None:
             f"{mode:8} {s['acked_events_per_s']:11.0f} {r1:6.2f} {s['p99_ms']:8.1f} {s['drain_s']:8.1f}"
             f" {s['stored_events_per_s']:12.0f} {r2:6.2f}"
         )
+    if crashes:
+        total = {k: sum(c[k] for c in crashes) for k in crashes[0]}
+        print(
+            f"\nSIGKILL rounds with the buffer: {len(crashes)}, acknowledged {total['acked']}, missing "
+            f"{total['missing']}, stored twice {total['doubled']}, changed {total['changed']}; entries held by the "
+            f"killed process {total['held']}, claimed by the next {total['claimed']}"
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}, "runs": results, "median": summary}
+    out: dict[str, Any] = {
+        "args": {k: str(v) for k, v in vars(args).items()},
+        "runs": results,
+        "median": summary,
+        "crash": crashes,
+    }
     args.out.write_text(json.dumps(out, indent=2))
 
 
