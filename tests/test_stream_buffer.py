@@ -251,24 +251,46 @@ def test_unreachable_redis_is_a_503_not_an_ack(tmp_path: Path, rs: RedisServer, 
     assert n == 0
 
 
-def test_entry_stored_before_its_key_expired_is_acknowledged_not_doubled(
-    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+@pytest.mark.parametrize("client_key", [None, "client-batch-0001"])
+def test_an_entry_written_twice_is_stored_once_and_acknowledged(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str, client_key: str | None
 ) -> None:
+    """Two consumers write the same entry (a claim while its first consumer was only slow), or one whose client
+    key the writer has pruned since (a day later): the second write fails on the event ids, and the entry is
+    acknowledged because its events are found stored, instead of staying pending forever."""
     settings = _settings(tmp_path, rs, stream, database_url=database_url)
     core = Core(settings).open(consume=False)
     client = redis.Redis.from_url(rs.url)
     try:
-        bodies = [EventCreate.model_validate(_event(f"old-{i}")) for i in range(3)]
-        acked = [s.event_id for s in asyncio.run(core.ingest(bodies))]
+        bodies = [EventCreate.model_validate(_event(f"twice-{i}")) for i in range(3)]
+        acked = [s.event_id for s in asyncio.run(core.ingest(bodies, idempotency_key=client_key))]
         got: Any = client.xreadgroup("errlearn", "slow-consumer", {stream: ">"}, count=10)
         entries = got[0][1]
         assert core.buffer is not None
         assert core.buffer.store(entries) == [entries[0][0]]
-        with core.engine.begin() as conn:  # a day later: the writer has pruned the entry's idempotency key
+        with core.engine.begin() as conn:  # a day later: the writer has pruned the client's key
             conn.execute(delete(table_of(IdempotencyKeyRow)))
         assert core.buffer.store(entries) == [entries[0][0]], "a stored entry would stay pending forever"
+        assert core.buffer.store(entries, claimed=True) == [entries[0][0]]
         stored = _stored(core)
+        with core.engine.connect() as conn:
+            keys = conn.execute(select(func.count()).select_from(table_of(IdempotencyKeyRow))).scalar_one()
     finally:
         core.close()
         client.close()
     assert sorted(stored) == sorted(acked)
+    assert keys == 0, "without a client key the buffer needs no idempotency rows (the event ids dedupe)"
+
+
+def test_a_client_retry_with_its_idempotency_key_is_stored_once(
+    tmp_path: Path, rs: RedisServer, stream: str, database_url: str
+) -> None:
+    app = create_app(_settings(tmp_path, rs, stream, database_url=database_url))
+    batch = {"errors": [_event(f"retry-{k}") for k in range(5)]}
+    with serve_in_thread(app, "buffer-retry") as url, httpx.Client(base_url=url, headers=HEADERS, timeout=30) as http:
+        first = http.post("/errors/batch", json=batch, headers={"Idempotency-Key": "sdk-batch-42"})
+        again = http.post("/errors/batch", json=batch, headers={"Idempotency-Key": "sdk-batch-42"})
+        assert first.status_code == again.status_code == 202
+        _drained(app.state.core.buffer)
+        stored = _stored(app.state.core)
+    assert sorted(stored) == sorted(r["event_id"] for r in first.json()["results"])

@@ -12,9 +12,11 @@ Consumers (one thread per process that opens the buffer with `consume=True`; any
 consumer group) read entries with XREADGROUP, submit each entry's events to the local `EventWriter` (group
 commit: many entries in one transaction), and XACK + XDEL the entries after the commit. So the stream holds
 only entries not yet stored: its length is the lag. An entry pending for a consumer that died is claimed by
-another after `claim_idle_ms` (XAUTOCLAIM) and written again; each entry carries an idempotency key (the
-client's `Idempotency-Key`, else a fresh one) that the writer records in the events' transaction, so an
-entry stored before its consumer died is recognised and not stored twice.
+another after `claim_idle_ms` (XAUTOCLAIM). An entry stored before its consumer died is not stored twice: its
+events carry the ids they were acknowledged with (the events table's primary key), so a claimed entry whose
+events are all stored is only acknowledged, and a second write of one fails on those ids and is then found
+stored. A client's `Idempotency-Key` travels with the entry to the writer, so a client's retry is not stored
+twice either.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any, Literal
 import orjson
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from agent.ids import new_event_id, new_ulid
@@ -51,8 +53,6 @@ if n >= tonumber(ARGV[1]) then return {0, n} end
 redis.call('XADD', KEYS[1], '*', 'k', ARGV[2], 'e', ARGV[3])
 return {1, n + 1}
 """
-_KEY_PREFIX = "buffer\u00b7"
-"""Generated idempotency keys hold a non-ASCII character: a client's `Idempotency-Key` (ASCII only) never equals one."""
 WAIT_AOF = ("WAITAOF", 1, 0, 5000)
 """Redis >= 7.2: wait until the local AOF has the writes of this connection on disk (5 s at most)."""
 _TIMES = ("timestamp", "received_at")
@@ -201,7 +201,7 @@ class StreamBuffer:
         if not events:
             return []
         rows = [{**ev, "id": new_event_id()} for ev in events]
-        key = idempotency_key or _KEY_PREFIX + new_ulid()
+        key = idempotency_key or ""  # the client's key travels with the entry; without one, the event ids dedupe
         client, add = self._client()
         try:
             if self.mode == "waitaof":
@@ -238,14 +238,15 @@ class StreamBuffer:
         while not self._stop.is_set() or inflight is not None:
             try:
                 entries: list[tuple[bytes, dict[bytes, bytes] | None]] = []
+                claimed: list[tuple[bytes, dict[bytes, bytes] | None]] = []
                 if not self._stop.is_set():
                     if time.monotonic() >= next_claim:
-                        entries = self._claim()
+                        entries = claimed = self._claim()
                         more = self._claim_from not in ("0-0", b"0-0")  # the scan has not reached the end
                         next_claim = 0.0 if more else time.monotonic() + max(0.2, self.config.claim_idle_ms / 2000)
                     if not entries:  # wait for entries only when no batch is waiting for its acknowledgement
                         entries = self._read(block=inflight is None)
-                batch = self._submit(entries) if entries else None
+                batch = self._submit(entries, claimed=bool(claimed)) if entries else None
                 if inflight is not None:
                     done, inflight = self._settle(inflight), None
                     self.ack(done)
@@ -254,9 +255,9 @@ class StreamBuffer:
                 failures = 0
             except WriterStopped:
                 return
-            except redis.RedisError:
+            except Exception:  # Redis away, or anything else: what is not acknowledged stays pending, claimed later
                 failures += 1
-                log.warning("ingest buffer consumer: Redis error (attempt %d)", failures, exc_info=True)
+                log.warning("ingest buffer consumer: error (attempt %d)", failures, exc_info=True)
                 self._stop.wait(min(5.0, 0.1 * 2**failures))
 
     def _read(self, *, block: bool = True) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
@@ -287,7 +288,7 @@ class StreamBuffer:
             self.claimed_entries += len(claimed)
         return claimed
 
-    def store(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> list[bytes]:
+    def store(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]], *, claimed: bool = False) -> list[bytes]:
         """Write the entries' events through the writer; return the ids stored (to acknowledge).
 
         All entries go to the writer at once (one group commit). When that transaction fails, each entry is
@@ -295,9 +296,11 @@ class StreamBuffer:
         claimed again after `claim_idle_ms`, unless all its events are in the database already (written before
         its idempotency key expired). An entry that cannot be decoded goes to `<stream>:dead`.
         """
-        return self._settle(self._submit(entries))
+        return self._settle(self._submit(entries, claimed=claimed))
 
-    def _submit(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> _Batch:
+    def _submit(self, entries: list[tuple[bytes, dict[bytes, bytes] | None]], *, claimed: bool) -> _Batch:
+        """Decode and hand to the writer. Claimed entries were delivered before: those already stored (their
+        consumer died between the commit and the XACK) are acknowledged without writing them again."""
         work: list[tuple[bytes, str, list[dict[str, Any]]]] = []
         done: list[bytes] = []
         for eid, fields in entries:
@@ -310,7 +313,14 @@ class StreamBuffer:
                 dead: Any = {b"id": eid, **(fields or {})}
                 self._sync.xadd(self.config.stream + ":dead", dead)
                 done.append(eid)
-        futures = [(eid, key, rows, self.writer.submit(rows, idempotency_key=key)) for eid, key, rows in work]
+        if claimed:
+            try:
+                stored = self._stored_ids([r["id"] for _, _, rows in work for r in rows])
+            except SQLAlchemyError:  # written again then; a duplicate fails on its event ids (see `_settle`)
+                stored = set()
+            done += [eid for eid, _, rows in work if all(r["id"] in stored for r in rows)]
+            work = [w for w in work if w[0] not in done]
+        futures = [(eid, key, rows, self.writer.submit(rows, idempotency_key=key or None)) for eid, key, rows in work]
         return _Batch(done, futures)
 
     def _settle(self, batch: _Batch) -> list[bytes]:
@@ -322,20 +332,29 @@ class StreamBuffer:
             else:
                 retry.append((eid, key, rows))
         for eid, key, rows in retry:
-            if (len(futures) > 1 and _settled(self.writer.submit(rows, idempotency_key=key))) or self._present(rows):
+            if (len(futures) > 1 and _settled(self.writer.submit(rows, idempotency_key=key or None))) or self._present(
+                rows
+            ):
                 done.append(eid)
         self.stored_entries += len(done)
         return done
 
     def _present(self, rows: list[dict[str, Any]]) -> bool:
-        """Every event of a failed entry is in the database already: stored before, its key expired since."""
-        ids = [r["id"] for r in rows]
+        """Every event of a failed entry is in the database already (another consumer stored it meanwhile, or
+        a client key expired): the entry is done. An entry is stored in one transaction, whole or not at all."""
         try:
-            with self.writer.engine.connect() as conn:
-                found = conn.execute(select(func.count()).select_from(EVENTS).where(EVENTS.c.id.in_(ids))).scalar_one()
+            stored = self._stored_ids([r["id"] for r in rows])
         except SQLAlchemyError:
             return False
-        return int(found) == len(ids)
+        return len(stored) == len(rows)
+
+    def _stored_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self.writer.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                found.update(conn.execute(select(EVENTS.c.id).where(EVENTS.c.id.in_(chunk))).scalars())
+        return found
 
     def ack(self, ids: list[bytes]) -> None:
         """Acknowledge and delete stored entries in one transaction: the stream keeps only what is not stored."""
