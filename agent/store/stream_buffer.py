@@ -293,8 +293,9 @@ class StreamBuffer:
 
         All entries go to the writer at once (one group commit). When that transaction fails, each entry is
         tried on its own, so one bad entry does not hold back the others; what fails stays pending and is
-        claimed again after `claim_idle_ms`, unless all its events are in the database already (written before
-        its idempotency key expired). An entry that cannot be decoded goes to `<stream>:dead`.
+        claimed again after `claim_idle_ms`, unless all its events are in the database already (another
+        consumer stored it meanwhile). `claimed`: entries delivered before, those already stored are only
+        acknowledged. An entry that cannot be decoded goes to `<stream>:dead`.
         """
         return self._settle(self._submit(entries, claimed=claimed))
 
