@@ -54,3 +54,22 @@ def test_ids_keep_their_shape() -> None:
     made = ids.new_event_id()
     assert made.startswith("ev_") and len(made) == 3 + 26
     int(made[3:], 16)
+
+
+def test_a_patterns_newest_events_come_back_in_arrival_order(client) -> None:  # type: ignore[no-untyped-def]
+    """One batch shares a `received_at`: the newest-first samples must still be the arrival order, reversed."""
+    batch = [
+        {
+            "service": "billing",
+            "error_type": "TimeoutError",
+            "severity": "high",
+            "error_message": f"upstream call {i} timed out after 30s",
+        }
+        for i in range(40)
+    ]
+    r = client.post("/errors/batch", json={"errors": batch})
+    assert r.status_code == 202, r.text
+    sent = [item["event_id"] for item in r.json()["results"]]
+    pattern_id = client.get(f"/events/{sent[0]}").json()["pattern_id"]
+    samples = client.get(f"/patterns/{pattern_id}", params={"samples": 40}).json()["samples"]
+    assert [s["id"] for s in samples] == list(reversed(sent))
