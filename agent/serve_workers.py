@@ -85,7 +85,7 @@ def app_from_env() -> FastAPI:
     _die_with_parent()
     settings = get_settings()
     configure_logging(level=settings.log_level, json_format=settings.log_json)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)
 
 
 def _worker_main() -> None:

@@ -78,7 +78,7 @@ def serve(
         console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
         serve_many(settings, host=h, port=p, workers=n)
         return
-    application = create_app(settings, keys=ring)
+    application = create_app(settings, keys=ring, freeze_heap=True)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
     from agent.shutdown import exit_now_if_unclean, request_budget
 
