@@ -147,7 +147,7 @@ def test_serve_runs_one_process_with_embedded_chroma_and_the_cores_with_a_chroma
     started: list[int] = []
     monkeypatch.setattr(agent.serve_workers, "usable_cores", lambda: 2)
     monkeypatch.setattr(agent.serve_workers, "serve_many", lambda settings, **kw: started.append(kw["workers"]))
-    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, keys: FastAPI())
+    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, **kw: FastAPI())
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(1))
     monkeypatch.setenv("ERRLEARN_DATA_DIR", str(tmp_path))
     if chroma_url:
