@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
 
 _rng = random.SystemRandom().getrandbits(64)
 _random = random.Random(_rng)  # seeded once from the OS; ids need uniqueness, not secrecy
+
+
+_RANDOM_BITS = 56
+_clock_ns = time.time_ns
+_lock = threading.Lock()
+_last_ms = 0
+_last_rand = 0
 
 
 def new_ulid() -> str:
@@ -15,8 +23,23 @@ def new_ulid() -> str:
 
     (ULID-like; hex because formatting an int is ~100x cheaper than pure-Python base32, and 56 random
     bits per millisecond keep collisions out of reach: ~1e-9 for a million ids in one millisecond.)
+
+    Monotonic within a process, as the ULID spec's monotonic mode: an id made in the same millisecond
+    as the previous one (or after the clock stepped back) is the previous one plus a small random step,
+    so ids sort in the order they were made. Events ordered by (received_at, id) then come out in
+    arrival order, and "the most recent events" of a pattern are the same set on every run.
     """
-    return f"{time.time_ns() // 1_000_000:012x}{_random.getrandbits(56):014x}"
+    global _last_ms, _last_rand
+    now = _clock_ns() // 1_000_000
+    with _lock:
+        if now > _last_ms:
+            _last_ms, _last_rand = now, _random.getrandbits(_RANDOM_BITS - 1)
+        else:
+            _last_rand += 1 + _random.getrandbits(16)
+            if _last_rand >> _RANDOM_BITS:  # the millisecond's random space is used up: borrow the next one
+                _last_ms, _last_rand = _last_ms + 1, _random.getrandbits(_RANDOM_BITS - 1)
+        ms, rand = _last_ms, _last_rand
+    return f"{ms:012x}{rand:014x}"
 
 
 def new_event_id() -> str:

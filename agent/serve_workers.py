@@ -17,6 +17,8 @@ import os
 import signal
 import threading
 import time
+from functools import cache
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -24,6 +26,9 @@ from agent.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 FACTORY = "agent.serve_workers:app_from_env"
+PROTOCOL = "agent.serve_workers:GuardedProtocol"
+"""The slow-client protocol of each API process, by import path: uvicorn pickles its config to start a child,
+and a class built at run time does not pickle, so each child builds it from the settings it reads."""
 HEALTHCHECK_TIMEOUT_S = 30
 
 
@@ -51,6 +56,27 @@ def _die_with_parent(poll_s: float = 1.0) -> None:
     threading.Thread(target=watch, name="errlearn-parent-watch", daemon=True).start()
 
 
+def protocol_for(settings: Settings) -> type[Any]:
+    """uvicorn's HTTP protocol with this deployment's header timeout and per-address connection cap."""
+    from agent.api.protocol import guarded_protocol
+
+    return guarded_protocol(
+        header_timeout_s=settings.http_header_timeout_s, max_per_address=settings.http_max_connections_per_address
+    )
+
+
+@cache
+def _child_protocol() -> type[Any]:
+    return protocol_for(get_settings())
+
+
+def __getattr__(name: str) -> Any:
+    """`GuardedProtocol` (see `PROTOCOL`), built once per process from the environment's settings."""
+    if name == "GuardedProtocol":
+        return _child_protocol()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def app_from_env() -> FastAPI:
     """The uvicorn factory each API process calls: settings from the environment the parent set."""
     from agent.api.app import create_app
@@ -59,7 +85,7 @@ def app_from_env() -> FastAPI:
     _die_with_parent()
     settings = get_settings()
     configure_logging(level=settings.log_level, json_format=settings.log_json)
-    return create_app(settings)
+    return create_app(settings, freeze_heap=True)
 
 
 def _worker_main() -> None:
@@ -111,6 +137,10 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
             log_level=settings.log_level.lower(),
             access_log=False,
             log_config=None,
+            # Each child: header timeout, keep-alive timeout and connection cap as one process has. The cap counts
+            # per process (each has its own event loop), so one address may hold up to `workers` x the cap.
+            http=PROTOCOL,
+            timeout_keep_alive=settings.http_keep_alive_s,
             # A child answers the supervisor's pings only once its interpreter has imported errlearn, which on
             # a loaded machine takes longer than uvicorn's 5 s default: it would be killed and restarted forever.
             timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 
 from agent import __version__, metrics
 from agent.domain import ErrorEvent, Pattern, Severity
@@ -19,6 +19,7 @@ from agent.ingest.normalize import EventCreate, Normalizer
 from agent.ingest.scrub import Scrubber
 from agent.settings import Settings
 from agent.store import analytics, repo
+from agent.store.checkpoint import WalCheckpointer
 from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
 from agent.store.sink_queue import BackgroundSink
@@ -81,9 +82,16 @@ class Core:
     def __init__(self, settings: Settings, *, clock: Clock = utcnow, pattern_hooks: list[PatternHook] | None = None):
         self.settings = settings
         self.clock = clock
+        url = settings.resolved_database_url
+        # SQLite file: its WAL checkpoints run in a thread of their own, not inside the writer's commits.
+        parsed = make_url(url)
+        self._wal_file = parsed.database or "" if parsed.get_backend_name() == "sqlite" else ""
+        if self._wal_file == ":memory:":
+            self._wal_file = ""
         self.engine: Engine = make_engine(
-            settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
+            url, sqlite_synchronous=settings.sqlite_synchronous, autocheckpoint=not self._wal_file
         )
+        self.checkpointer: WalCheckpointer | None = None
         self.scrubber = Scrubber(emails=settings.scrub_emails)
         self.normalize = Normalizer(
             self.scrubber, max_stack_bytes=settings.max_stack_bytes, max_message_bytes=settings.max_message_bytes
@@ -112,6 +120,8 @@ class Core:
             on_commit=metrics.record_commit,
         )
         self.writer.start()
+        if self._wal_file:
+            self.checkpointer = WalCheckpointer(self._wal_file).start()
         if self.settings.ingest_buffer_url:
             self.buffer = self._open_buffer(self.writer, consume=consume and self.settings.ingest_buffer_consume)
         return self
@@ -137,6 +147,9 @@ class Core:
         if self.writer is not None:
             self.writer.stop()
             self.writer = None
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.engine.dispose()
 
     def _writer(self) -> EventWriter:

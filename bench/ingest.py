@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import statistics
 import subprocess  # noqa: TID251 - the benchmark runs servers and wrk
@@ -130,9 +131,55 @@ def wait_indexed(url: str, timeout: float = 300, *, post: bool = True) -> None:
     raise RuntimeError(f"the worker did not index every pattern within {timeout:.0f} s")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one live process (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_table() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process on this machine."""
+    out: dict[int, tuple[int, str]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, IndexError, ValueError):
+                continue
+            out[int(entry.name)] = (ppid, cmd)
+    return out
+
+
+def cpu_groups(server_pid: int, database: str | None) -> dict[str, float]:
+    """CPU seconds so far of the errlearn process tree and, with a local PostgreSQL `database`, of the server
+    processes that work for it: its backends and the shared WAL writer, checkpointer and background writer."""
+    table = _process_table()
+    tree, frontier = {server_pid}, [server_pid]
+    while frontier:
+        parent = frontier.pop()
+        kids = [p for p, (pp, _) in table.items() if pp == parent and p not in tree]
+        tree.update(kids)
+        frontier.extend(kids)
+    out = {"errlearn": sum(map(_cpu_s, tree))}
+    if database:
+        shared = ("walwriter", "checkpointer", "background writer")
+        pg = [
+            p
+            for p, (_, cmd) in table.items()
+            if cmd.startswith("postgres:") and (f" {database} " in cmd or any(x in cmd for x in shared))
+        ]
+        out["postgres"] = sum(map(_cpu_s, pg))
+    return out
+
+
 def run_wrk(url: str, script: str, duration: int, connections: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(script)
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", fh.name, url],
         capture_output=True,
@@ -140,6 +187,8 @@ def run_wrk(url: str, script: str, duration: int, connections: int) -> dict[str,
         check=True,
     ).stdout
     os.unlink(fh.name)
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child waited for meanwhile
+    wrk_cpu = wrk_after.ru_utime + wrk_after.ru_stime - wrk_before.ru_utime - wrk_before.ru_stime
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
@@ -150,7 +199,13 @@ def run_wrk(url: str, script: str, duration: int, connections: int) -> dict[str,
         return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"), "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+    return {
+        "rps": rps,
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "wrk_cpu_s": wrk_cpu,
+    }
 
 
 def bench_single(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, float]]:
@@ -223,7 +278,16 @@ def bench_batch(
         if worker:  # steady state: the worker has loaded the embedder and Chroma and indexed a first pattern
             wait_indexed(f"http://127.0.0.1:{port}")
         run_wrk(f"http://127.0.0.1:{port}", script, 2, args.batch_connections)
+        db_name = database_url.rsplit("/", 1)[-1].split("?", 1)[0] if database_url else None
+        cpu_before = cpu_groups(server.pid, db_name)
         r = run_wrk(f"http://127.0.0.1:{port}", script, args.duration, args.batch_connections)
+        cpu_after = cpu_groups(server.pid, db_name)
+        # Where the machine's CPU went per stored event (the load generator shares the cores).
+        events = max(1.0, r["rps"] * 100 * args.duration)
+        r["cpu_us_per_event"] = {
+            **{k: (cpu_after[k] - cpu_before[k]) / events * 1e6 for k in cpu_after},
+            "wrk": r["wrk_cpu_s"] / events * 1e6,
+        }
         if worker:  # how far the indexer got while ingest ran
             st = httpx.get(f"http://127.0.0.1:{port}/status", headers={"Authorization": f"Bearer {INGEST_KEY}"}).json()
             r["patterns"] = st.get("patterns", 0)
@@ -258,15 +322,22 @@ def bench_workers(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for backend, url in backends:
         eps: dict[str, list[float]] = {str(n): [] for n in args.workers}
+        cpu: dict[str, list[dict[str, float]]] = {str(n): [] for n in args.workers}
         for r in range(args.worker_rounds):  # interleaved rounds: the same machine noise hits every N
             for n in args.workers:
                 if url:
                     reset_postgres(url)
                 res = bench_batch(args, tmp, varied=False, name=f"w-{backend}-{n}-{r}", processes=n, database_url=url)
                 eps[str(n)].append(res["events_per_s"])
+                cpu[str(n)].append(res["cpu_us_per_event"])
         mean = {n: statistics.mean(v) for n, v in eps.items()}
         base = mean[str(args.workers[0])]
-        out[backend] = {"events_per_s": mean, "rounds": eps, "ratio": {n: m / base for n, m in mean.items()}}
+        out[backend] = {
+            "events_per_s": mean,
+            "rounds": eps,
+            "ratio": {n: m / base for n, m in mean.items()},
+            "cpu_us_per_event": {n: {k: statistics.mean(r[k] for r in rs) for k in rs[0]} for n, rs in cpu.items()},
+        }
     return out
 
 
@@ -393,6 +464,17 @@ def main() -> None:
     print(f"  results: {args.out}")
 
 
+def _core_bound(cpu: dict[str, float]) -> str:
+    """What the cores allow: N=1 is bound by one core for errlearn's share, N>1 by all cores for everything."""
+    total = sum(cpu.values())
+    cores = len(os.sched_getaffinity(0))
+    if not total or not cpu.get("errlearn"):
+        return "no CPU figures"
+    # One process cannot use more than about one core (the GIL); N processes share all cores with the rest.
+    bound = max(1.0, cores * cpu["errlearn"] / total)
+    return f"at these costs {cores} cores allow N>1 at most {bound:.2f}x one process that keeps a core busy"
+
+
 def report(results: dict[str, Any]) -> None:
     print("\nerrlearn ingest benchmark (one run, same machine, same uvicorn settings)")
     if s := results.get("single"):
@@ -415,6 +497,9 @@ def report(results: dict[str, Any]) -> None:
             f"{n} process(es) {e:7.0f} events/s (x{w['ratio'][n]:.2f})" for n, e in w["events_per_s"].items()
         )
         print(f"  serve --workers on {backend}, /errors/batch x100: {figures}  (goal: 2 >= 1.6x 1 on PostgreSQL)")
+        for n, cpu in w.get("cpu_us_per_event", {}).items():
+            parts = ", ".join(f"{k} {v:.0f}" for k, v in cpu.items())
+            print(f"    {n} process(es), CPU µs per event: {parts}; {_core_bound(cpu)}")
     for load, ix in (results.get("indexing") or {}).items():
         eps, ratio = ix["events_per_s"], ix["ratio"]
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,6 +72,65 @@ def test_two_processes_on_sqlite_store_every_acknowledged_event(tmp_path: Path) 
         server.stop()
 
 
+def _cut_within(sock: socket.socket, seconds: float) -> bool:
+    """True when the server closes `sock` within `seconds` (reading whatever it still sends before)."""
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            sock.settimeout(left)
+            if sock.recv(4096) == b"":
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_every_api_process_guards_against_slow_and_greedy_clients(tmp_path: Path) -> None:
+    """`serve --workers 2`: each child cuts half-sent headers and caps connections per address, as one process."""
+    data = tmp_path / "data"
+    data.mkdir()
+    cap = 2
+    env = {
+        "ERRLEARN_WORKER": "false",
+        "ERRLEARN_HTTP_HEADER_TIMEOUT_S": "1",
+        "ERRLEARN_HTTP_MAX_CONNECTIONS_PER_ADDRESS": str(cap),
+        "ERRLEARN_HTTP_KEEP_ALIVE_S": "1",
+    }
+    server = LiveServer(data, env=env, workers=2).start()
+    assert server.proc is not None
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(server.proc.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_children(server.proc.pid)) >= 2
+        time.sleep(1.5)  # the health probes' keep-alive connections are gone (keep-alive 1 s)
+        # Greedy: 8 connections from one address; each process keeps at most `cap` of those it accepts.
+        socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(8)]
+        try:
+            time.sleep(0.3)
+            cut = [s for s in socks if _cut_within(s, 0.2)]
+            assert len(cut) >= 8 - 2 * cap  # without the guard none is cut before the header timeout
+            # Slow: the kept ones never send a request; the header timeout (1 s) cuts them too, in every process.
+            kept = [s for s in socks if s not in cut]
+            assert kept and all(_cut_within(s, 4) for s in kept)
+        finally:
+            for s in socks:
+                s.close()
+        # A keep-alive connection idle past ERRLEARN_HTTP_KEEP_ALIVE_S is closed (uvicorn's default is 5 s).
+        with socket.create_connection(("127.0.0.1", server.port)) as sock:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            sock.settimeout(5)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 OK")
+            started = time.monotonic()
+            assert _cut_within(sock, 4)
+            assert time.monotonic() - started < 3
+    finally:
+        server.stop()
+
+
 @pytest.mark.parametrize(("chroma_url", "expected"), [(None, 1), ("http://127.0.0.1:8000", 2)])
 def test_serve_runs_one_process_with_embedded_chroma_and_the_cores_with_a_chroma_server(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, chroma_url: str | None, expected: int
@@ -87,7 +147,7 @@ def test_serve_runs_one_process_with_embedded_chroma_and_the_cores_with_a_chroma
     started: list[int] = []
     monkeypatch.setattr(agent.serve_workers, "usable_cores", lambda: 2)
     monkeypatch.setattr(agent.serve_workers, "serve_many", lambda settings, **kw: started.append(kw["workers"]))
-    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, keys: FastAPI())
+    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, **kw: FastAPI())
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(1))
     monkeypatch.setenv("ERRLEARN_DATA_DIR", str(tmp_path))
     if chroma_url:

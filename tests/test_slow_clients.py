@@ -26,10 +26,10 @@ async def _ok(_request: Request) -> PlainTextResponse:
     return PlainTextResponse("ok")
 
 
-@pytest.fixture
-def port() -> Iterator[int]:
+@pytest.fixture(params=["httptools", "h11"])
+def port(request: pytest.FixtureRequest) -> Iterator[int]:
     p = free_port()
-    proto = guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, max_per_address=CAP)
+    proto = guarded_protocol(header_timeout_s=HEADER_TIMEOUT_S, max_per_address=CAP, parser=request.param)
     config = uvicorn.Config(
         Starlette(routes=[Route("/", _ok)]), host="127.0.0.1", port=p, http=proto, log_level="warning"
     )
@@ -87,3 +87,11 @@ def test_connections_past_the_per_address_cap_are_closed(port: int) -> None:
         again.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         again.settimeout(5)
         assert b"200 OK" in again.recv(1024)
+
+
+def test_auto_picks_the_c_parser_and_unknown_parsers_are_refused() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert issubclass(guarded_protocol(header_timeout_s=1, max_per_address=1), HttpToolsProtocol)
+    with pytest.raises(ValueError, match="unknown HTTP parser"):
+        guarded_protocol(header_timeout_s=1, max_per_address=1, parser="nope")

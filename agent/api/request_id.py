@@ -7,7 +7,7 @@ carries it) and returned in the response's `X-Request-ID` header. A plain ASGI m
 
 from __future__ import annotations
 
-import os
+import random
 import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -18,6 +18,7 @@ HEADER = "X-Request-ID"
 _HEADER_KEY = HEADER.lower().encode()
 SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 """What an incoming id may look like: it ends up in logs and headers, so no spaces, quotes or control bytes."""
+_random = random.Random(random.SystemRandom().getrandbits(128))  # seeded once from the OS; ids need uniqueness
 
 
 def accept_or_generate(incoming: bytes | None) -> str:
@@ -29,7 +30,9 @@ def accept_or_generate(incoming: bytes | None) -> str:
             text = ""
         if SAFE_ID.fullmatch(text):
             return text
-    return os.urandom(16).hex()  # a uuid4's 32 hex digits without building a UUID (~7 % of single ingest)
+    # 32 hex digits, as many as a uuid4's. Not os.urandom: it releases the GIL for its syscall, and taking it back
+    # from the writer thread cost ~6 % of single-event ingest.
+    return f"{_random.getrandbits(128):032x}"
 
 
 class RequestIdMiddleware:
@@ -40,15 +43,19 @@ class RequestIdMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        incoming = next((value for name, value in scope.get("headers", []) if name == _HEADER_KEY), None)
+        incoming = None
+        for name, value in scope.get("headers", ()):
+            if name == _HEADER_KEY:
+                incoming = value
+                break
         rid = accept_or_generate(incoming)
         scope.setdefault("state", {})["request_id"] = rid
-        raw = rid.encode()
+        ours = (_HEADER_KEY, rid.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _HEADER_KEY]
-                headers.append((_HEADER_KEY, raw))
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _HEADER_KEY]
+                headers.append(ours)
                 message = {**message, "headers": headers}
             await send(message)
 

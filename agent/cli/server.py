@@ -61,7 +61,7 @@ def serve(
     if generated is not None:
         console.print(f"[yellow]No API keys configured.[/] Generated keys are in [bold]{generated}[/] (mode 0600).")
         console.print("Set ERRLEARN_API_KEYS / ERRLEARN_ADMIN_KEY to use your own.")
-    from agent.serve_workers import serve_many, usable_cores
+    from agent.serve_workers import protocol_for, serve_many, usable_cores
 
     h = host or settings.host
     p = port or settings.port
@@ -78,14 +78,11 @@ def serve(
         console.print(f"{n} API processes" + (" and one background worker process" if settings.worker else ""))
         serve_many(settings, host=h, port=p, workers=n)
         return
-    application = create_app(settings, keys=ring)
+    application = create_app(settings, keys=ring, freeze_heap=True)
     # log_config=None: uvicorn's own records (tracebacks too) go through our scrubbing, request-id handler.
-    from agent.api.protocol import guarded_protocol
     from agent.shutdown import exit_now_if_unclean, request_budget
 
-    protocol = guarded_protocol(
-        header_timeout_s=settings.http_header_timeout_s, max_per_address=settings.http_max_connections_per_address
-    )
+    protocol = protocol_for(settings)
 
     uvicorn.run(
         application,

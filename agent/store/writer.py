@@ -12,6 +12,7 @@ decisions (`pattern_aliases`), read for each batch's fingerprints: replicas on o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, bindparam, case, delete, func, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -57,10 +58,75 @@ class _PatternInfo:
     max_rank: int
 
 
+class Ack(Protocol):
+    """How the writer answers one submission (a `concurrent.futures.Future`, or an `_AsyncAck`)."""
+
+    def done(self) -> bool: ...
+    def set_result(self, result: list[Stored]) -> None: ...
+    def set_exception(self, exception: BaseException) -> None: ...
+
+
+class _LoopWaker:
+    """Resolves one event loop's waiting requests from the writer thread with one wake-up per commit.
+
+    `asyncio.wrap_future` costs a `call_soon_threadsafe` (a self-pipe write, and the GIL taken back and forth)
+    per request; the writer acknowledges a whole batch at once, so the first ack of a commit schedules one
+    drain and the others join its list.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[list[Stored]], list[Stored] | None, BaseException | None]] = []
+
+    def resolve(
+        self, fut: asyncio.Future[list[Stored]], result: list[Stored] | None, exc: BaseException | None
+    ) -> None:
+        with self._lock:
+            first = not self._pending
+            self._pending.append((fut, result, exc))
+        if first:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            items, self._pending = self._pending, []
+        for fut, result, exc in items:
+            if fut.done():  # cancelled: the request went away
+                continue
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(result or [])
+
+
+class _AsyncAck:
+    """An `Ack` for a request awaiting in an event loop: resolved through its loop's `_LoopWaker`."""
+
+    __slots__ = ("_done", "fut", "waker")
+
+    def __init__(self, waker: _LoopWaker) -> None:
+        self.waker = waker
+        self.fut: asyncio.Future[list[Stored]] = waker.loop.create_future()
+        self._done = False
+
+    def done(self) -> bool:
+        return self._done
+
+    def set_result(self, result: list[Stored]) -> None:
+        self._done = True
+        self.waker.resolve(self.fut, result, None)
+
+    def set_exception(self, exception: BaseException) -> None:
+        self._done = True
+        self.waker.resolve(self.fut, None, exception)
+
+
 @dataclass
 class _Work:
     events: list[dict[str, Any]]
-    future: Future[list[Stored]] | None
+    future: Ack | None
     counters: dict[str, int] = field(default_factory=dict)
     idempotency_key: str | None = None
 
@@ -106,6 +172,7 @@ class EventWriter:
         self.committed_events = 0
         self._queued_events = 0  # submitted, not yet taken into a transaction (backpressure reads it)
         self._queued_lock = threading.Lock()
+        self._waker: _LoopWaker | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -147,11 +214,14 @@ class EventWriter:
         limit: int | None = None,
     ) -> Future[list[Stored]]:
         """Queue events; with `limit`, raise `WriterBusy` instead when that many events already wait."""
+        fut: Future[list[Stored]] = Future()
+        self._submit(_Work(events, fut, counters or {}, idempotency_key), limit)
+        return fut
+
+    def _submit(self, work: _Work, limit: int | None) -> None:
         if self._thread is None:
             raise WriterStopped("the event writer is not running")
-        fut: Future[list[Stored]] = Future()
-        self._enqueue(_Work(events, fut, counters or {}, idempotency_key), limit)
-        return fut
+        self._enqueue(work, limit)
 
     async def write(
         self,
@@ -161,8 +231,12 @@ class EventWriter:
         idempotency_key: str | None = None,
         limit: int | None = None,
     ) -> list[Stored]:
-        fut = self.submit(events, counters, idempotency_key=idempotency_key, limit=limit)
-        return await asyncio.wrap_future(fut)
+        waker = self._waker
+        if waker is None or waker.loop is not asyncio.get_running_loop():
+            waker = self._waker = _LoopWaker(asyncio.get_running_loop())
+        ack = _AsyncAck(waker)
+        self._submit(_Work(events, ack, counters or {}, idempotency_key), limit)
+        return await ack.fut
 
     def write_sync(self, events: list[dict[str, Any]], timeout: float | None = 60.0) -> list[Stored]:
         return self.submit(events).result(timeout)

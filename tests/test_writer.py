@@ -1,0 +1,78 @@
+"""The writer's hand-off to the event loop: every awaiting request is answered, one wake-up per commit."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from agent.store.db import make_engine, migrate
+from agent.store.writer import EventWriter
+
+
+def _event(i: int) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    return {
+        "service": "svc",
+        "context": "",
+        "error_type": "TimeoutError",
+        "error_message": f"call {i} timed out",
+        "severity": "high",
+        "kind": "error",
+        "stack_trace": None,
+        "stack_truncated": False,
+        "additional_data": {},
+        "timestamp": now,
+        "received_at": now,
+    }
+
+
+def _writer(tmp_path: Path) -> EventWriter:
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine)
+    writer = EventWriter(engine)
+    writer.start()
+    return writer
+
+
+def test_concurrent_requests_are_all_answered_with_fewer_wake_ups_than_requests(tmp_path: Path) -> None:
+    writer = _writer(tmp_path)
+    wake_ups = 0
+
+    async def main() -> list[list[Any]]:
+        nonlocal wake_ups
+        loop = asyncio.get_running_loop()
+        original = loop.call_soon_threadsafe
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal wake_ups
+            wake_ups += 1
+            return original(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counting  # type: ignore[method-assign]
+        return await asyncio.gather(*(writer.write([_event(i)]) for i in range(200)))
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        writer.stop()
+    assert len({s[0].event_id for s in results}) == 200
+    assert 1 <= wake_ups <= writer.batches < 200  # one per commit at most, and commits took many requests each
+
+
+def test_a_request_that_went_away_does_not_stop_the_writer(tmp_path: Path) -> None:
+    writer = _writer(tmp_path)
+
+    async def main() -> int:
+        gone = asyncio.ensure_future(writer.write([_event(0)]))
+        await asyncio.sleep(0)  # submitted
+        gone.cancel()
+        later = await asyncio.gather(*(writer.write([_event(i)]) for i in range(1, 50)))
+        return len(later)
+
+    try:
+        assert asyncio.run(asyncio.wait_for(main(), 30)) == 49
+        assert writer.committed_events == 50  # the cancelled request's event was still stored
+    finally:
+        writer.stop()
