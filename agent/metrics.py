@@ -91,6 +91,10 @@ class _Writer(Protocol):
     def depth(self) -> int: ...
 
 
+class _Buffer(Protocol):
+    def lag(self) -> int | None: ...
+
+
 class _Core(Protocol):
     """What the state collector reads from `agent.service.Core` (a protocol: metrics sits below the service)."""
 
@@ -98,6 +102,8 @@ class _Core(Protocol):
     def engine(self) -> Engine: ...
     @property
     def writer(self) -> _Writer | None: ...
+    @property
+    def buffer(self) -> _Buffer | None: ...
 
 
 class _ModelResult(Protocol):
@@ -176,6 +182,14 @@ class _StateCollector(Collector):
         if core is not None and core.writer is not None:
             depth.add_metric([], core.writer.depth)
         yield depth
+        lag = GaugeMetricFamily(
+            "errlearn_ingest_buffer_lag_entries",
+            "Redis ingest buffer: entries (ingest requests) acknowledged and not yet stored; absent when it is off.",
+        )
+        buffer = getattr(core, "buffer", None)
+        if buffer is not None and (entries := buffer.lag()) is not None:
+            lag.add_metric([], entries)
+        yield lag
         up = GaugeMetricFamily("errlearn_database_up", "1 when the last metrics read of the database worked.")
         if core is not None:
             up.add_metric([], 1 if snap.database_up else 0)

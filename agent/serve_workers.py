@@ -96,7 +96,7 @@ def _worker_main() -> None:
     _die_with_parent()
     settings = get_settings()
     configure_logging(level=settings.log_level, json_format=settings.log_json)
-    services = build_services(settings).start(worker=True)
+    services = build_services(settings).start(worker=True, consume=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

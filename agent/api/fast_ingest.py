@@ -78,8 +78,8 @@ class FastIngestMiddleware:
             try:
                 backpressure.check(core)
                 response = await handler(request, core)
-            except WriterBusy:
-                raise backpressure.refused(core) from None
+            except WriterBusy as busy:
+                raise backpressure.refused(core, busy) from None
         except ApiError as exc:
             response = FastJSON(
                 error_body(exc.code, exc.message, exc.fields), status_code=exc.status, headers=exc.headers

@@ -39,10 +39,10 @@ def setup_logging(settings: Settings) -> None:
 
 
 def services(*, worker: bool = False) -> Services:
-    """Build and start the services from the settings (the worker only when asked)."""
+    """Build and start the services from the settings (the worker, and the ingest buffer's consumer, only when asked)."""
     from agent.bootstrap import build_services
 
-    return build_services(settings()).start(worker=worker)
+    return build_services(settings()).start(worker=worker, consume=worker)
 
 
 def since(value: str | None) -> dt.datetime | None:

@@ -358,7 +358,7 @@ class EventWriter:
                     stack_trace=ev["stack_trace"],
                 )
                 row = dict(ev)
-                row["id"] = new_event_id()
+                row["id"] = ev.get("id") or new_event_id()  # the ingest buffer names its events when it takes them
                 rows.append(row)
                 items.append((row, grouping))
             per_work.append(items)
