@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import urllib.request
 from dataclasses import dataclass
 
@@ -65,7 +66,12 @@ def test_metrics_parse_and_count_events_as_they_arrive(client) -> None:  # type:
     assert r.json()["accepted"] == 1
     assert client.post("/errors", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
 
+    # A rejection's counter goes to the writer without the client waiting for it: scrape once it is written.
+    deadline = time.monotonic() + 10
     after = scrape(client)
+    while value(after, "errlearn_writer_queue_depth") and time.monotonic() < deadline:
+        time.sleep(0.02)
+        after = scrape(client)
 
     def delta(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
