@@ -23,6 +23,13 @@ def new_event_id() -> str:
     return "ev_" + new_ulid()
 
 
+def new_event_ids(count: int) -> list[str]:
+    """`count` event ids of this millisecond (one clock read; the random part keeps them unique)."""
+    prefix = f"ev_{time.time_ns() // 1_000_000:012x}"
+    bits = _random.getrandbits
+    return [f"{prefix}{bits(56):014x}" for _ in range(count)]
+
+
 def fingerprint_hash(material: str) -> str:
     return hashlib.sha256(material.encode("utf-8", "surrogatepass")).hexdigest()
 
