@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 from agent import __version__, metrics
 from agent.domain import ErrorEvent, Pattern, Severity
 from agent.ingest.normalize import EventCreate, Normalizer
-from agent.ingest.scrub import Scrubber
+from agent.ingest.scrub import CachedScrubber
 from agent.settings import Settings
 from agent.store import analytics, repo
 from agent.store.db import make_engine, migrate, ping
@@ -81,7 +81,7 @@ class Core:
         self.engine: Engine = make_engine(
             settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
-        self.scrubber = Scrubber(emails=settings.scrub_emails)
+        self.scrubber = CachedScrubber(emails=settings.scrub_emails)
         self.normalize = Normalizer(
             self.scrubber, max_stack_bytes=settings.max_stack_bytes, max_message_bytes=settings.max_message_bytes
         )
