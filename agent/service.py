@@ -19,6 +19,7 @@ from agent.ingest.normalize import EventCreate, Normalizer
 from agent.ingest.scrub import CachedScrubber
 from agent.settings import Settings
 from agent.store import analytics, repo
+from agent.store.checkpoint import WalCheckpointer, take_over_checkpoints
 from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
 from agent.store.sink_queue import BackgroundSink
@@ -81,6 +82,7 @@ class Core:
         self.engine: Engine = make_engine(
             settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
+        self.checkpointer: WalCheckpointer | None = None
         self.scrubber = CachedScrubber(emails=settings.scrub_emails)
         self.normalize = Normalizer(
             self.scrubber, max_stack_bytes=settings.max_stack_bytes, max_message_bytes=settings.max_message_bytes
@@ -94,6 +96,8 @@ class Core:
     def open(self) -> Core:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.engine)
+        if self.settings.sqlite_checkpoint_every_s > 0:  # SQLite files only; None on PostgreSQL
+            self.checkpointer = take_over_checkpoints(self.engine, interval_s=self.settings.sqlite_checkpoint_every_s)
         sink = JsonlSink(
             self.settings.sink_dir, max_bytes=self.settings.sink_max_bytes, backups=self.settings.sink_backups
         )
@@ -112,6 +116,9 @@ class Core:
         if self.writer is not None:
             self.writer.stop()
             self.writer = None
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+            self.checkpointer = None
         self.engine.dispose()
 
     def _writer(self) -> EventWriter:

@@ -89,3 +89,32 @@ def test_events_and_pattern_updates_match_sqlalchemy(database_url: str) -> None:
         assert (row.count, row.last_seen, row.max_severity, row.resolved) == (5, later, "critical", False)
         conn.execute(text("DELETE FROM events"))
     engine.dispose()
+
+
+def test_checkpoints_run_off_the_commit_path_and_the_wal_is_folded_back(tmp_path: Any) -> None:
+    import sqlite3
+
+    from agent.ingest.normalize import EventCreate
+    from agent.service import Core
+    from agent.settings import Settings
+
+    core = Core(Settings(data_dir=tmp_path, sqlite_checkpoint_every_s=0.05, diagnose_new_patterns=False)).open()
+    try:
+        ck = core.checkpointer
+        assert ck is not None
+        with core.engine.connect() as conn:  # the writer's connections leave checkpoints to the thread
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        body = EventCreate(service="svc", error_type="E", error_message="boom", severity="low")
+        for _ in range(20):
+            core.ingest_sync([body] * 50)
+        deadline = dt.datetime.now() + dt.timedelta(seconds=10)
+        while ck.checkpoints < 3 and dt.datetime.now() < deadline:
+            core.ingest_sync([body])
+    finally:
+        core.close()
+    assert core.checkpointer is None and ck.checkpoints >= 3
+    db = sqlite3.connect(tmp_path / "errlearn.db")  # everything acknowledged is there, WAL folded back or not
+    assert db.execute("SELECT count(*) FROM events").fetchone()[0] >= 1000
+    busy, log_frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert busy == 0 and log_frames == done
+    db.close()
