@@ -18,6 +18,26 @@ _last_ms = 0
 _last_rand = 0
 
 
+def _next_block(count: int) -> list[tuple[int, int]]:
+    """`count` (millisecond, random part) pairs, each above the one before (one clock read, one lock)."""
+    global _last_ms, _last_rand
+    now = _clock_ns() // 1_000_000
+    bits = _random.getrandbits
+    out: list[tuple[int, int]] = []
+    with _lock:
+        ms, rand = _last_ms, _last_rand
+        for _ in range(count):
+            if now > ms:
+                ms, rand = now, bits(_RANDOM_BITS - 1)
+            else:
+                rand += 1 + bits(16)
+                if rand >> _RANDOM_BITS:  # the millisecond's random space is used up: borrow the next one
+                    ms, rand = ms + 1, bits(_RANDOM_BITS - 1)
+            out.append((ms, rand))
+        _last_ms, _last_rand = ms, rand
+    return out
+
+
 def new_ulid() -> str:
     """48-bit millisecond time + 56 random bits as 26 hex digits: unique and sortable by time.
 
@@ -29,21 +49,17 @@ def new_ulid() -> str:
     so ids sort in the order they were made. Events ordered by (received_at, id) then come out in
     arrival order, and "the most recent events" of a pattern are the same set on every run.
     """
-    global _last_ms, _last_rand
-    now = _clock_ns() // 1_000_000
-    with _lock:
-        if now > _last_ms:
-            _last_ms, _last_rand = now, _random.getrandbits(_RANDOM_BITS - 1)
-        else:
-            _last_rand += 1 + _random.getrandbits(16)
-            if _last_rand >> _RANDOM_BITS:  # the millisecond's random space is used up: borrow the next one
-                _last_ms, _last_rand = _last_ms + 1, _random.getrandbits(_RANDOM_BITS - 1)
-        ms, rand = _last_ms, _last_rand
+    ((ms, rand),) = _next_block(1)
     return f"{ms:012x}{rand:014x}"
 
 
 def new_event_id() -> str:
     return "ev_" + new_ulid()
+
+
+def new_event_ids(count: int) -> list[str]:
+    """`count` event ids in increasing order, as `new_event_id` makes them, for one clock read and one lock."""
+    return [f"ev_{ms:012x}{rand:014x}" for ms, rand in _next_block(count)]
 
 
 def fingerprint_hash(material: str) -> str:

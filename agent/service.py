@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine
 
 from agent import __version__, metrics
 from agent.domain import ErrorEvent, Pattern, Severity
 from agent.ingest.normalize import EventCreate, Normalizer
-from agent.ingest.scrub import Scrubber
+from agent.ingest.scrub import CachedScrubber
 from agent.settings import Settings
 from agent.store import analytics, repo
-from agent.store.checkpoint import WalCheckpointer
+from agent.store.checkpoint import WalCheckpointer, take_over_checkpoints
 from agent.store.db import make_engine, migrate, ping
 from agent.store.sink import JsonlSink
 from agent.store.sink_queue import BackgroundSink
@@ -82,17 +82,11 @@ class Core:
     def __init__(self, settings: Settings, *, clock: Clock = utcnow, pattern_hooks: list[PatternHook] | None = None):
         self.settings = settings
         self.clock = clock
-        url = settings.resolved_database_url
-        # SQLite file: its WAL checkpoints run in a thread of their own, not inside the writer's commits.
-        parsed = make_url(url)
-        self._wal_file = parsed.database or "" if parsed.get_backend_name() == "sqlite" else ""
-        if self._wal_file == ":memory:":
-            self._wal_file = ""
         self.engine: Engine = make_engine(
-            url, sqlite_synchronous=settings.sqlite_synchronous, autocheckpoint=not self._wal_file
+            settings.resolved_database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.checkpointer: WalCheckpointer | None = None
-        self.scrubber = Scrubber(emails=settings.scrub_emails)
+        self.scrubber = CachedScrubber(emails=settings.scrub_emails)
         self.normalize = Normalizer(
             self.scrubber, max_stack_bytes=settings.max_stack_bytes, max_message_bytes=settings.max_message_bytes
         )
@@ -108,6 +102,8 @@ class Core:
         """Migrate, start the writer; with an ingest buffer configured, open it (its consumer with `consume`)."""
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.engine)
+        if self.settings.sqlite_checkpoint_every_s > 0:  # SQLite files only; None on PostgreSQL
+            self.checkpointer = take_over_checkpoints(self.engine, interval_s=self.settings.sqlite_checkpoint_every_s)
         sink = JsonlSink(
             self.settings.sink_dir, max_bytes=self.settings.sink_max_bytes, backups=self.settings.sink_backups
         )
@@ -120,8 +116,6 @@ class Core:
             on_commit=metrics.record_commit,
         )
         self.writer.start()
-        if self._wal_file:
-            self.checkpointer = WalCheckpointer(self._wal_file).start()
         if self.settings.ingest_buffer_url:
             self.buffer = self._open_buffer(self.writer, consume=consume and self.settings.ingest_buffer_consume)
         return self

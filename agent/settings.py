@@ -38,6 +38,9 @@ class Settings(BaseSettings):
 
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
     """FULL: an acknowledged event survives power loss, not just a crash (group commit pays for it)."""
+    sqlite_checkpoint_every_s: float = Field(default=0.5, ge=0)
+    """SQLite: WAL checkpoints on a thread of their own every this many seconds, off the writer's commits
+    (0: SQLite's automatic checkpoint inside the COMMIT that fills 1,000 WAL pages)."""
     writer_max_batch: int = Field(default=2000, ge=1)
     """Most events the writer commits in one transaction (group commit)."""
 

@@ -73,3 +73,11 @@ def test_a_patterns_newest_events_come_back_in_arrival_order(client) -> None:  #
     pattern_id = client.get(f"/events/{sent[0]}").json()["pattern_id"]
     samples = client.get(f"/patterns/{pattern_id}", params={"samples": 40}).json()["samples"]
     assert [s["id"] for s in samples] == list(reversed(sent))
+
+
+def test_a_block_of_ids_for_one_commit_continues_the_order() -> None:
+    before = ids.new_event_id()
+    block = ids.new_event_ids(2_000)
+    after = ids.new_event_id()
+    assert [before, *block, after] == sorted([before, *block, after])
+    assert len(set(block)) == len(block)

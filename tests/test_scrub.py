@@ -410,3 +410,21 @@ def test_idempotent_on_random_mixtures(scrubber: Scrubber) -> None:
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 6)))
         once = scrubber.text(text)
         assert scrubber.text(once) == once, text
+
+
+def test_cached_scrubber_answers_as_the_scrubber_on_first_and_repeated_calls() -> None:
+    from agent.ingest.scrub import CachedScrubber, Scrubber
+
+    plain, cached = Scrubber(), CachedScrubber(max_entries=3)
+    texts = [
+        "password=hunter2 for db",
+        "Authorization: Bearer abcdefghijklmnopqrstuvwxyz012345",
+        "mail bob@example.com now",
+        "nothing secret here",
+        "",
+    ]
+    for _ in range(3):  # misses, hits, and the bounded cache emptied on the way
+        assert [cached.text(t) for t in texts] == [plain.text(t) for t in texts]
+    data = {"token": "x", "note": texts[1], "list": [texts[0], 3, None], "n": 1.5}
+    assert cached.data(data) == plain.data(data) and cached.data(data) == plain.data(data)
+    assert cached.text(texts[0]) != texts[0]

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from agent.domain import Grouping, GroupMethod
 from agent.ids import fingerprint_hash
 from agent.ingest.stacktrace import parse_stack, stack_fingerprint
-from agent.ingest.template import first_line, shape
+from agent.ingest.template import shape
 
 TEMPLATE_SCHEME = "shape1"
 """Versions the template fingerprint material: a change to masking that changes shapes bumps it."""
@@ -30,7 +30,9 @@ class Grouper:
         self._cache_size = cache_size
 
     def group(self, *, service: str, error_type: str, message: str, stack_trace: str | None) -> Grouping:
-        key = (service, error_type, first_line(message), stack_trace)
+        # The whole message, not its first line: hashing a string is cheaper than finding its first line,
+        # and the grouping is a function of the message, so a finer key only costs a few cache misses.
+        key = (service, error_type, message, stack_trace)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)

@@ -75,20 +75,9 @@ class Normalizer:
         self.scrubber = scrubber
         self.max_stack_bytes = max_stack_bytes
         self.max_message_bytes = max_message_bytes
-        self._cache: dict[str, str] = {}
-
-    def _scrub(self, text: str) -> str:
-        # Floods repeat contexts and stack traces verbatim: scrub each distinct string once.
-        hit = self._cache.get(text)
-        if hit is None:
-            hit = self.scrubber.text(text)
-            if len(self._cache) >= 10_000:
-                self._cache.clear()
-            self._cache[text] = hit
-        return hit
 
     def __call__(self, body: EventCreate, received_at: dt.datetime) -> dict[str, Any]:
-        scrub = self._scrub
+        scrub = self.scrubber.text  # the server's scrubber caches per distinct string (CachedScrubber)
         message, msg_cut = _truncate_utf8(scrub(body.error_message), self.max_message_bytes)
         stack: str | None = None
         stack_cut = False

@@ -1,15 +1,13 @@
-"""SQLite WAL checkpoints off the commit path.
+"""SQLite WAL checkpoints on a thread of their own, off the event writer's commit path.
 
-SQLite checkpoints the write-ahead log inside whichever commit finds it past `wal_autocheckpoint` pages
-(1,000 by default): that commit copies the log into the database file and fsyncs it, ~100-250 ms on this
-machine, while every request of its batch waits for its acknowledgement (the p99 of single-event ingest was
-~10x its p50, one stalled commit every ~4,000 events). The serving process turns the automatic checkpoint
-off on its own connections (`make_engine(..., autocheckpoint=False)`) and this thread runs PASSIVE
-checkpoints instead: they never block the writer (it keeps appending to the log meanwhile), and the log
-restarts from its beginning at the first commit after a checkpoint that copied all of it.
-
-Other processes on the same file (the CLI, `errlearn worker`) keep the automatic checkpoint: the log stays
-bounded whoever writes, and the event writer's commits do not pay for it.
+SQLite's automatic checkpoint runs inside the COMMIT that pushes the WAL past 1,000 pages, so the
+event writer copied pages back into the database file while requests waited for their acks. A batch
+spread over hundreds of patterns dirties hundreds of index and pattern pages per commit, so it paid
+that copy on almost every commit (grouping bench: new/recurring 0.48 -> 0.68 with this thread). Here the
+writer's connections turn the automatic checkpoint off and this thread runs a PASSIVE checkpoint every
+`interval_s`: it copies what no reader still needs and never blocks readers or the writer. A page
+rewritten by many commits in between is copied back once. Durability is unchanged: a commit is durable
+once its WAL frames are synced, whoever checkpoints them later; the WAL is replayed after a crash.
 """
 
 from __future__ import annotations
@@ -17,14 +15,35 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+from typing import Any
+
+from sqlalchemy import Engine, event
 
 log = logging.getLogger(__name__)
 
 
-class WalCheckpointer:
-    """A daemon thread checkpointing one SQLite database every `interval_s` (PASSIVE: never blocks a writer)."""
+def take_over_checkpoints(engine: Engine, *, interval_s: float) -> WalCheckpointer | None:
+    """For a SQLite file: turn the automatic checkpoint off on this engine's connections and start the thread.
 
-    def __init__(self, path: str, *, interval_s: float = 1.0) -> None:
+    Only a process that runs the thread turns it off (`Core.open`), so a WAL is never left to grow.
+    None for PostgreSQL and in-memory databases.
+    """
+    path = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or not path or path == ":memory:":
+        return None
+
+    def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
+
+    event.listen(engine, "connect", _no_autocheckpoint)
+    engine.dispose()  # connections opened before (the migrations) close: every later one has it off
+    return WalCheckpointer(path, interval_s=interval_s).start()
+
+
+class WalCheckpointer:
+    """A daemon thread that checkpoints one SQLite database file's WAL every `interval_s` seconds."""
+
+    def __init__(self, path: str, *, interval_s: float) -> None:
         self.path = path
         self.interval_s = interval_s
         self.checkpoints = 0
@@ -32,38 +51,28 @@ class WalCheckpointer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> WalCheckpointer:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="errlearn-checkpoint", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._run, name="errlearn-checkpoint", daemon=True)
+        self._thread.start()
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
-
-    def checkpoint_once(self, conn: sqlite3.Connection) -> tuple[int, int, int]:
-        """(busy, frames in the log, frames checkpointed), as `PRAGMA wal_checkpoint` reports them."""
-        busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        self.checkpoints += 1
-        return int(busy), int(frames), int(done)
-
     def _run(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         try:
-            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
-        except sqlite3.Error:
-            log.exception("WAL checkpointer cannot open %s; SQLite's own checkpoints are off for it", self.path)
-            return
-        try:
-            conn.execute("PRAGMA busy_timeout=30000")
             while not self._stop.wait(self.interval_s):
-                try:
-                    self.checkpoint_once(conn)
-                except sqlite3.Error as exc:  # e.g. busy with another process's checkpoint: the next one will do
-                    log.debug("WAL checkpoint skipped: %s", exc)
-            self.checkpoint_once(conn)  # leave a short log behind
-        except sqlite3.Error:
-            log.debug("final WAL checkpoint skipped", exc_info=True)
+                self.checkpoint(conn)
+            self.checkpoint(conn)  # a last one on the way out
         finally:
             conn.close()
+
+    def checkpoint(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+        except sqlite3.Error as exc:  # another process checkpointing, a locked file: the next round retries
+            log.debug("WAL checkpoint skipped: %s", exc)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None

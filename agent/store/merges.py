@@ -25,6 +25,7 @@ from agent.ingest.grouping import group_event
 from agent.ingest.merge import Template, find_groups
 from agent.ingest.template import shape
 from agent.settings import Settings
+from agent.store.aliases import bump_version
 from agent.store.tables import EventRow, PatternAliasRow, PatternRow, table_of
 
 PATTERNS = table_of(PatternRow)
@@ -148,6 +149,7 @@ def _fold(conn: Connection, source: str, target: str, reason: str, now: dt.datet
     )
     conn.execute(update(PATTERNS).where(PATTERNS.c.merged_into == source).values(merged_into=target))
     conn.execute(update(PATTERNS).where(PATTERNS.c.id == source).values(merged_into=target))
+    bump_version(conn)  # every replica's writer reloads its merge targets at its next commit
 
 
 def _set_template(conn: Connection, target: str, template: str) -> None:
@@ -221,6 +223,7 @@ def unmerge(engine: Engine, pattern_id: str, *, actor: str) -> dict[str, object]
             )
         )
         conn.execute(update(PATTERNS).where(PATTERNS.c.id == pattern_id).values(merged_into=None))
+        bump_version(conn)
         back = [
             ev.id
             for ev in conn.execute(

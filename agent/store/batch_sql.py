@@ -1,0 +1,111 @@
+"""The hot statements of a group commit, as driver SQL with parameters converted once per commit.
+
+Going through SQLAlchemy Core, an executemany pays per row for parameter construction and one
+type processor per bound value (two datetimes, a JSON and a boolean per event): most of the
+writer's time, and, per distinct pattern in a commit, what made a batch of many patterns cost three
+times a batch of one. These statements are written per dialect and fed tuples that already hold
+what the driver needs; the values stored are the same as SQLAlchemy's (`tests/test_batch_sql.py`
+compares them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection
+
+from agent.domain import Severity
+
+EVENT_COLUMNS = (
+    "id",
+    "pattern_id",
+    "service",
+    "context",
+    "error_type",
+    "error_message",
+    "severity",
+    "kind",
+    "stack_trace",
+    "stack_truncated",
+    "additional_data",
+    "timestamp",
+    "received_at",
+)
+_JSON_COLUMNS = {"additional_data"}
+SEVERITY_RANK = {s.value: s.rank for s in Severity}
+
+
+def _rank_sql(expr: str) -> str:
+    whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in SEVERITY_RANK.items())
+    return f"(CASE {expr} {whens} ELSE -1 END)"
+
+
+class BatchSQL:
+    """Driver-level statements for one dialect ("sqlite" or "postgresql")."""
+
+    def __init__(self, dialect: str) -> None:
+        self.sqlite = dialect == "sqlite"
+        mark = "?" if self.sqlite else "%s"
+        values = ", ".join(
+            f"CAST({mark} AS JSON)" if c in _JSON_COLUMNS and not self.sqlite else mark for c in EVENT_COLUMNS
+        )
+        self.insert_events = f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({values})"
+        greatest = "max" if self.sqlite else "greatest"
+        # The higher severity and the later last_seen are decided in SQL: another replica may have moved them.
+        self.update_patterns = (
+            f"UPDATE patterns SET count = count + {mark}, last_seen = {greatest}(last_seen, {mark}), "
+            f"max_severity = CASE WHEN {_rank_sql(mark)} > {_rank_sql('max_severity')} THEN {mark} "
+            f"ELSE max_severity END, resolved = {'0' if self.sqlite else 'false'} WHERE id = {mark}"
+        )
+        self._datetimes: dict[dt.datetime, Any] = {}
+
+    def when(self, value: dt.datetime) -> Any:
+        """A datetime as the column stores it: SQLite keeps naive UTC text with microseconds, as SQLAlchemy's
+        DATETIME writes it; PostgreSQL takes the aware value. Memoised per commit (a request shares one
+        `received_at`, and floods repeat timestamps)."""
+        hit = self._datetimes.get(value)
+        if hit is None:
+            if self.sqlite:
+                naive = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+                hit = naive.isoformat(" ", "microseconds")
+            else:
+                hit = value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+            self._datetimes[value] = hit
+        return hit
+
+    def begin_commit(self) -> None:
+        if len(self._datetimes) > 4096:
+            self._datetimes.clear()
+
+    def event_params(self, row: dict[str, Any]) -> tuple[Any, ...]:
+        when = self.when
+        return (
+            row["id"],
+            row["pattern_id"],
+            row["service"],
+            row["context"],
+            row["error_type"],
+            row["error_message"],
+            row["severity"],
+            row["kind"],
+            row["stack_trace"],
+            (1 if row["stack_truncated"] else 0) if self.sqlite else bool(row["stack_truncated"]),
+            orjson.dumps(row["additional_data"], default=str).decode("utf-8"),  # as `db._json_dumps`
+            when(row["timestamp"]),
+            when(row["received_at"]),
+        )
+
+    def insert_event_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.exec_driver_sql(self.insert_events, [self.event_params(r) for r in rows])
+
+    def add_to_patterns(self, conn: Connection, updates: Sequence[tuple[str, int, dt.datetime, str]]) -> None:
+        """(pattern id, events, latest timestamp, highest severity) per recurring pattern, in id order (one lock
+        order for every writer: no deadlock between replicas)."""
+        if updates:
+            conn.exec_driver_sql(
+                self.update_patterns, [(n, self.when(seen), sev, sev, pid) for pid, n, seen, sev in updates]
+            )
