@@ -192,3 +192,48 @@ def test_the_built_worker_sees_ingest_through_the_real_writer(settings: Any) -> 
         assert services.core.status()["patterns_unindexed"] == 1, "ingest does not embed"
     finally:
         services.close()
+
+
+# -- giving freed heap back after a round of work (issue 15, item 11) -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rounds", "trims"),
+    [
+        ([False, False, False], 0),  # idle: nothing to give back
+        ([True, True, True], 0),  # still working: no trim mid-round
+        ([True, False, False, False], 1),  # once when a round ends, not on every idle tick after it
+        ([True, False, True, True, False], 2),
+    ],
+)
+def test_the_heap_is_trimmed_once_when_a_round_of_work_ends(rounds: list[bool], trims: int) -> None:
+    worker = make_worker(FakeRetrieval(), trim_when_idle=True)
+    worked = False
+    for busy in rounds:
+        worked = worker.after_tick(TickReport(jobs_done=int(busy)), worked=worked)
+    assert worker.trims == trims
+
+
+def test_a_learning_run_counts_as_work() -> None:
+    worker = make_worker(FakeRetrieval(), trim_when_idle=True)
+    worked = worker.after_tick(TickReport(periodic=["learning"]), worked=False)
+    worker.after_tick(TickReport(), worked=worked)
+    assert worker.trims == 1
+
+
+def test_no_trim_when_turned_off() -> None:
+    worker = make_worker(FakeRetrieval(), trim_when_idle=False)
+    worker.after_tick(TickReport(), worked=worker.after_tick(TickReport(jobs_done=3), worked=False))
+    assert worker.trims == 0
+
+
+def test_the_built_worker_trims_as_configured(settings: Any) -> None:
+    from agent.bootstrap import build_services
+
+    assert settings.memory_trim_when_idle, "on by default"
+    for value in (True, False):
+        services = build_services(settings.model_copy(update={"memory_trim_when_idle": value}))
+        try:
+            assert services.worker.trim_when_idle is value
+        finally:
+            services.close()
