@@ -78,7 +78,6 @@ def build_services(
         poll_s=settings.worker_poll_s,
         activity=runtime.core.ingest_activity,
         busy_share=settings.worker_busy_share,
-        trim_when_idle=settings.memory_trim_when_idle,
     )
     worker.periodic.append(Periodic("recovery", 30, recovery.tick))
     worker.periodic.append(

@@ -138,10 +138,6 @@ class Settings(BaseSettings):
     then a rest) and learning/retention wait (10 minutes at most), so an in-process worker leaves ingest its
     throughput; idle, it runs flat out. 1: never hold back."""
 
-    memory_trim_when_idle: bool = True
-    """When a round of worker work ends (jobs, indexing, a learning run), give the C heap's free memory back to
-    the OS (glibc `malloc_trim`), so RSS falls back after a burst instead of staying at its high-water mark."""
-
     metrics_public: bool = True
     """Serve `GET /metrics` without a key, like most Prometheus exporters; false: any API key is needed."""
     worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)

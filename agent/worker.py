@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import memory, metrics
+from agent import metrics
 from agent.llm.outage import outage_cause
 from agent.runtime import Runtime
 from agent.store import jobs
@@ -76,13 +76,11 @@ class Worker:
         activity: Callable[[], int] | None = None,
         busy_share: float = 1.0,
         busy_batch: int = 64,
-        trim_when_idle: bool = False,
     ) -> None:
         """`activity` is a counter that grows while events arrive (the writer's committed events). While it
         grows, indexing and jobs take at most `busy_share` of the time (`busy_batch` patterns, one job a
         tick) and deferrable periodic tasks wait, so that a worker sharing the API's process (and its GIL)
-        leaves ingest its throughput; idle, it runs flat out. `trim_when_idle`: when a round of work ends
-        (jobs, indexing, a learning run), free heap memory is given back to the OS (`agent.memory.trim`)."""
+        leaves ingest its throughput; idle, it runs flat out."""
         self.runtime = runtime
         self.handlers: dict[str, JobHandler] = dict(handlers or {})
         self.periodic = list(periodic or [])
@@ -91,8 +89,6 @@ class Worker:
         self.activity = activity
         self.busy_share = busy_share
         self.busy_batch = busy_batch
-        self.trim_when_idle = trim_when_idle
-        self.trims = 0
         self._last_activity: int | None = None
         self._last_change = float("-inf")
         self._stop = threading.Event()
@@ -136,7 +132,6 @@ class Worker:
 
     def _loop(self) -> None:
         _lower_priority()
-        worked = False
         while not self._stop.is_set():
             try:
                 report = self.tick()
@@ -144,19 +139,9 @@ class Worker:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("worker tick failed")
                 report = TickReport()
-            worked = self.after_tick(report, worked=worked)
             pause = self.pause_after(report)
             if pause > 0:
                 self._stop.wait(pause)
-
-    def after_tick(self, report: TickReport, *, worked: bool) -> bool:
-        """Trim the heap when a round of work has just ended (the last tick worked, this one did not).
-        Returns whether this tick worked. Once per round: a trim costs milliseconds, and idle ticks free nothing."""
-        now_worked = report.busy or bool(report.periodic)
-        if worked and not now_worked and self.trim_when_idle:
-            memory.trim()
-            self.trims += 1
-        return now_worked
 
     def pause_after(self, report: TickReport) -> float:
         """How long the loop rests after a tick: `poll_s` when idle; while ingest is busy, long enough that

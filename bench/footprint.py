@@ -80,7 +80,6 @@ def main() -> None:
     ap.add_argument("--diagnose", type=int, default=40)
     ap.add_argument("--budget", type=float, default=600.0, help="seconds of learning/diagnosing to watch")
     ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server, e.g. ERRLEARN_LLM_...")
-    ap.add_argument("--settle", type=float, default=5.0, help="seconds to wait after the work before `final`")
     ap.add_argument("--out", default="footprint.json", help="file name under bench/results/")
     args = ap.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
@@ -122,7 +121,6 @@ def main() -> None:
                 )
                 if diagnosed == len(ids):
                     break
-            time.sleep(args.settle)  # the worker's next idle tick trims the heap (ERRLEARN_MEMORY_TRIM_WHEN_IDLE)
             final = tree_rss_mb(server.proc.pid)
             final_where = where(final)
         finally:
