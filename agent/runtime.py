@@ -34,6 +34,7 @@ def llm_config(settings: Settings) -> LLMConfig:
         api_key=settings.llm_api_key,
         gguf_path=settings.llm_gguf_path,
         context_tokens=settings.llm_context_tokens,
+        prompt_cache_mb=settings.llm_prompt_cache_mb,
         max_output_tokens=settings.llm_max_output_tokens,
         timeout_s=settings.llm_timeout_s,
         threads=settings.llm_threads,

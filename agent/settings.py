@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     llm_gguf_path: Path | None = None
     """embedded: any local GGUF file instead of the bundled SmolLM2-135M-Instruct."""
     llm_context_tokens: int = Field(default=2048, ge=512)
+    """The model's context window (prompt and answer): prompt budgets, and the embedded llama.cpp's one slot
+    (its KV cache: ~23 KB a token for SmolLM2-135M, 47 MB at 2048)."""
+    llm_prompt_cache_mb: int = Field(default=0, ge=0, le=65536)
+    """embedded: MiB llama.cpp may keep of earlier prompts' KV state to reuse a shared prefix (`--cache-ram`).
+    0 (off): llama.cpp's default of 8 GiB made one server grow ~40 MB per distinct diagnosis prompt (976 MB
+    after 40); the one slot still reuses the prefix it shares with the previous prompt."""
     llm_max_output_tokens: int = Field(default=768, ge=16)
     """Generation cap. Answers are bounded by their schema (~350 tokens at every bound); the headroom covers
     JSON escapes that cost extra tokens, so a small model is never cut off mid-answer."""

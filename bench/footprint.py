@@ -6,7 +6,11 @@ the RSS of the whole process tree (every API process, the worker, llama.cpp thre
 `--budget` seconds pass or the work is done. Reports RSS after start, after ingest and the peak/final after
 learning, each process's share, and the ratio final/start. Goal: the tree stays <= 1 GB.
 
-    .venv/bin/python bench/footprint.py [--patterns 1000] [--diagnose 40] [--budget 600]
+    .venv/bin/python bench/footprint.py [--patterns 1000] [--diagnose 40] [--budget 600] [--env KEY=VALUE ...]
+
+With each sample it records where the largest process's memory is (`bench/smaps.py`: the GGUF mmap, libraries,
+malloc heap and arenas, large anonymous buffers such as llama.cpp's KV and prompt caches) and its thread count.
+`--env ERRLEARN_...=...` starts the server with other settings (e.g. to see what one bound is worth).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.smaps import breakdown, rollup, threads
 from tests.support import ADMIN_KEY, INGEST_KEY, LiveServer
 
 WORDS = [
@@ -48,6 +53,15 @@ def tree_rss_mb(pid: int) -> dict[int, float]:
     return out
 
 
+def where(rss: dict[int, float]) -> dict[str, object]:
+    """The breakdown of the largest process in the tree (the one holding the worker and the model)."""
+    pid = max(rss, key=lambda p: rss[p])
+    try:
+        return {"groups_mb": breakdown(pid), "rollup_mb": rollup(pid), "threads": threads(pid)}
+    except OSError:
+        return {}
+
+
 def events(n: int) -> list[dict[str, object]]:
     return [
         {
@@ -65,34 +79,42 @@ def main() -> None:
     ap.add_argument("--patterns", type=int, default=1000)
     ap.add_argument("--diagnose", type=int, default=40)
     ap.add_argument("--budget", type=float, default=600.0, help="seconds of learning/diagnosing to watch")
+    ap.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server, e.g. ERRLEARN_LLM_...")
+    ap.add_argument("--out", default="footprint.json", help="file name under bench/results/")
     args = ap.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     ingest = {"Authorization": f"Bearer {INGEST_KEY}"}
     admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"
         data.mkdir()
-        server = LiveServer(data).start()
+        server = LiveServer(data, env=env).start()
         assert server.proc is not None
         try:
             time.sleep(3)
             start = tree_rss_mb(server.proc.pid)
+            start_where = where(start)
             batch = events(args.patterns)
             for i in range(0, len(batch), 500):
                 r = httpx.post(server.url + "/errors/batch", json={"errors": batch[i : i + 500]}, headers=ingest)
                 r.raise_for_status()
             time.sleep(5)
             after_ingest = tree_rss_mb(server.proc.pid)
+            ingest_where = where(after_ingest)
             httpx.post(server.url + "/trigger-learning", headers=admin).raise_for_status()
             pats = httpx.get(server.url + "/patterns", params={"limit": args.diagnose}, headers=admin).json()
             ids = [p["id"] for p in (pats["data"] if isinstance(pats, dict) else pats)][: args.diagnose]
             for pid in ids:
                 httpx.post(server.url + f"/patterns/{pid}/diagnose", headers=admin)
             peak = sum(after_ingest.values())
+            peak_where = ingest_where
             deadline = time.monotonic() + args.budget
             diagnosed = 0
             while time.monotonic() < deadline:
                 time.sleep(10)
-                peak = max(peak, sum(tree_rss_mb(server.proc.pid).values()))
+                now = tree_rss_mb(server.proc.pid)
+                if sum(now.values()) > peak:
+                    peak, peak_where = sum(now.values()), where(now)
                 diagnosed = sum(
                     httpx.get(server.url + f"/patterns/{pid}/diagnosis", headers=admin).status_code == 200
                     for pid in ids
@@ -100,9 +122,11 @@ def main() -> None:
                 if diagnosed == len(ids):
                     break
             final = tree_rss_mb(server.proc.pid)
+            final_where = where(final)
         finally:
             server.stop()
     report = {
+        "env": env,
         "patterns": args.patterns,
         "diagnoses_requested": len(ids),
         "diagnosed": diagnosed,
@@ -114,8 +138,12 @@ def main() -> None:
         "ratio_final_to_start": round(sum(final.values()) / max(sum(start.values()), 1e-9), 2),
         "goal_mb": 1024,
         "within_goal": peak <= 1024,
+        "where_start": start_where,
+        "where_after_ingest": ingest_where,
+        "where_peak": peak_where,
+        "where_final": final_where,
     }
-    out = Path(__file__).parent / "results" / "footprint.json"
+    out = Path(__file__).parent / "results" / args.out
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))

@@ -86,3 +86,11 @@ def test_a_stack_trace_still_groups_by_frames() -> None:
     a = group_event(service="s", error_type="KeyError", message="'u_1'", stack_trace=trace.format(n=1))
     b = group_event(service="s", error_type="KeyError", message="'u_2'", stack_trace=trace.format(n=2))
     assert a.method.value == "stack" and a.fingerprint == b.fingerprint
+
+
+def test_the_grouping_cache_has_a_max_size() -> None:
+    """Ingest groups every event through one Grouper for the life of the process: its cache must stay bounded."""
+    grouper = Grouper(cache_size=100)
+    for i in range(1000):
+        grouper.group(service="shop", error_type="KeyError", message=f"missing key k{i}", stack_trace=None)
+    assert len(grouper._cache) == 100

@@ -133,3 +133,40 @@ def test_stop_frees_the_port_and_start_serves_again(server: EmbeddedServer) -> N
     # Restart so the module's other tests do not depend on running before this one.
     server.start()
     assert httpx.get(f"{_root(server)}/health").status_code == 200
+
+
+# -- memory bounds (issue 15, item 11): llama.cpp's defaults let one server grow to gigabytes ------------------
+
+
+def test_server_params_bound_memory() -> None:
+    pytest.importorskip("xllamacpp")
+    params = EmbeddedServer(Path("m.gguf"), ctx=2048).params("key")
+
+    assert params.n_ctx == 2048
+    assert params.n_parallel == 1  # one slot: one KV cache of n_ctx tokens
+    assert params.cache_ram_mib == 0  # llama.cpp's default is 8192 MiB of cached prompts
+    assert params.offline is True
+
+
+def test_prompt_cache_is_a_bound_not_a_default() -> None:
+    pytest.importorskip("xllamacpp")
+
+    assert EmbeddedServer(Path("m.gguf"), prompt_cache_mb=64).params("key").cache_ram_mib == 64
+
+
+def test_settings_reach_the_embedded_server() -> None:
+    from agent.llm.providers import open_model
+    from agent.runtime import llm_config
+    from agent.settings import Settings
+
+    _smollm2_or_skip()
+    assert Settings(_env_file=None).llm_prompt_cache_mb == 0  # type: ignore[call-arg]
+    config = llm_config(Settings(_env_file=None, llm_context_tokens=1024, llm_prompt_cache_mb=16))  # type: ignore[call-arg]
+    runtime = open_model(config)
+    try:
+        server = runtime._server
+        assert server is not None
+        assert (server.ctx, server.prompt_cache_mb) == (1024, 16)
+        assert server.params("key").cache_ram_mib == 16
+    finally:
+        runtime.close()

@@ -455,3 +455,13 @@ def test_a_failing_filtered_query_ranks_the_filtered_records_directly(
     with pytest.raises(InternalError):  # without a filter there is nothing to fall back to
         monkeypatch.setattr(Collection, "query", lambda *a, **k: (_ for _ in ()).throw(InternalError("boom")))
         store.query("patterns", query, k=3)
+
+
+def test_the_query_embedding_cache_has_a_max_size(tmp_path: Path) -> None:
+    """A long-running server asks for many distinct query texts: the cache of their vectors must stay bounded."""
+    store = VectorStore.open(FakeEmbedder(), path=tmp_path / "chroma")
+    for i in range(500):
+        store._query_vector(f"query {i}")
+    assert len(store._query_cache) <= 64
+    assert "query 499" in store._query_cache, "the newest are the ones kept"
+    assert "query 0" not in store._query_cache

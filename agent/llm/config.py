@@ -34,6 +34,8 @@ class LLMConfig(BaseModel):
     """embedded: llama.cpp CPU threads; default half the usable cores (more threads than free cores is far slower)."""
     context_tokens: int = Field(default=2048, ge=256)
     """The model's context window, used for prompt budgets (and as llama.cpp's `n_ctx` when embedded)."""
+    prompt_cache_mb: int = Field(default=0, ge=0)
+    """embedded: MiB of llama.cpp's cache of earlier prompts' KV state (0: off; llama.cpp's default is 8 GiB)."""
     max_output_tokens: int = Field(default=400, ge=1)
     """Upper bound on generated tokens per call (small models otherwise ramble until the context is full)."""
     temperature: float = Field(default=0.1, ge=0.0, le=2.0)

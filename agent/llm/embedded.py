@@ -103,6 +103,7 @@ class EmbeddedServer:
         *,
         ctx: int = 2048,
         threads: int | None = None,
+        prompt_cache_mb: int = 0,
         start_timeout_s: float = 120.0,
     ) -> None:
         """Describe the server; nothing is loaded until `start()`.
@@ -111,11 +112,15 @@ class EmbeddedServer:
             gguf_path: the model file.
             ctx: llama.cpp's context size in tokens (prompt and output together).
             threads: CPU threads for generation; None means `default_threads()`.
+            prompt_cache_mb: llama.cpp's host-memory cache of earlier prompts' KV state (`--cache-ram`), in MiB;
+                0 turns it off. llama.cpp's own default (8 GiB) let one server grow by ~40 MB per distinct
+                2k-token prompt until it held gigabytes (issue 15, bench/README.md "Footprint").
             start_timeout_s: how long `start()` waits for the health check after the model is loaded.
         """
         self.gguf_path = Path(gguf_path)
         self.ctx = ctx
         self.threads = threads if threads is not None else default_threads()
+        self.prompt_cache_mb = prompt_cache_mb
         self.start_timeout_s = start_timeout_s
         self.model_name = self.gguf_path.name.removesuffix(".gguf")
         self.base_url = ""
@@ -136,23 +141,10 @@ class EmbeddedServer:
         if self._server is not None:
             return
         check_gguf(self.gguf_path)
-        import xllamacpp  # the native library is only needed when the embedded model is actually used
+        import xllamacpp
 
-        params = xllamacpp.CommonParams()
-        params.model.path = str(self.gguf_path)
-        params.hostnames = ["127.0.0.1"]
-        params.port = 0  # the OS picks a free port; read it back from listening_address
-        params.n_ctx = self.ctx
-        params.n_parallel = 1  # one slot gets the whole context; requests queue, which suits 2-core machines
-        params.model_alias = {self.model_name}
         api_key = secrets.token_urlsafe(24)
-        params.api_keys = [api_key]
-        params.cors_origins = "http://127.0.0.1"  # a web page elsewhere must not drive our model
-        params.ui = False
-        params.offline = True  # never let llama.cpp reach out for model files
-        params.verbosity = _LLAMA_VERBOSITY_ERRORS
-        params.cpuparams.n_threads = self.threads
-        params.cpuparams_batch.n_threads = self.threads
+        params = self.params(api_key)
 
         started = time.perf_counter()
         try:
@@ -171,13 +163,40 @@ class EmbeddedServer:
             self.stop()
             raise
         logger.info(
-            "embedded model %s serving at %s (ctx=%d, threads=%d, ready in %.1f s)",
+            "embedded model %s serving at %s (ctx=%d, threads=%d, prompt cache %d MiB, ready in %.1f s)",
             self.model_name,
             self.base_url,
             self.ctx,
             self.threads,
+            self.prompt_cache_mb,
             time.perf_counter() - started,
         )
+
+    def params(self, api_key: str) -> Any:
+        """llama.cpp's server parameters (`xllamacpp.CommonParams`) for this model, each memory bound set.
+
+        What one server holds is bounded by these: the GGUF mmap, one slot's KV cache of `ctx` tokens, the
+        compute buffers of llama.cpp's default batch sizes, and at most `prompt_cache_mb` of cached prompts.
+        """
+        import xllamacpp  # the native library is only needed when the embedded model is actually used
+
+        params = xllamacpp.CommonParams()
+        params.model.path = str(self.gguf_path)
+        params.hostnames = ["127.0.0.1"]
+        params.port = 0  # the OS picks a free port; read it back from listening_address
+        params.n_ctx = self.ctx
+        params.n_parallel = 1  # one slot gets the whole context; requests queue, which suits 2-core machines
+        params.kv_unified = False
+        params.cache_ram_mib = self.prompt_cache_mb
+        params.model_alias = {self.model_name}
+        params.api_keys = [api_key]
+        params.cors_origins = "http://127.0.0.1"  # a web page elsewhere must not drive our model
+        params.ui = False
+        params.offline = True  # never let llama.cpp reach out for model files
+        params.verbosity = _LLAMA_VERBOSITY_ERRORS
+        params.cpuparams.n_threads = self.threads
+        params.cpuparams_batch.n_threads = self.threads
+        return params
 
     def _wait_healthy(self) -> None:
         deadline = time.monotonic() + self.start_timeout_s

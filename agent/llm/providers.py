@@ -149,7 +149,9 @@ def _check_embedded(config: LLMConfig) -> None:
 
 def _open_embedded(config: LLMConfig) -> ModelRuntime:
     _check_embedded(config)
-    server = EmbeddedServer(_gguf_path(config), ctx=config.context_tokens, threads=config.threads)
+    server = EmbeddedServer(
+        _gguf_path(config), ctx=config.context_tokens, threads=config.threads, prompt_cache_mb=config.prompt_cache_mb
+    )
     try:
         server.start()
     except EmbeddedModelError as exc:
