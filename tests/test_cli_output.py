@@ -63,7 +63,7 @@ def test_serve_banner_never_breaks_a_url(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     out = io.StringIO()
     monkeypatch.setattr(server, "console", Console(file=out, width=40))
-    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, keys: FastAPI())
+    monkeypatch.setattr(agent.api.app, "create_app", lambda settings, keys, **_: FastAPI())
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: None)
     monkeypatch.setenv("ERRLEARN_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("ERRLEARN_API_KEYS", "test-ingest-key-0123456789")
