@@ -75,6 +75,17 @@ def _stored(core: Core) -> dict[str, str]:
         return dict(conn.execute(select(EVENTS.c.id, EVENTS.c.error_message)).all())
 
 
+def _consume_all(settings: Settings) -> dict[str, str]:
+    """Open a consuming core on the same stream, let it drain the stream, and return what is stored."""
+    consumer = Core(settings.model_copy(update={"ingest_buffer_consume": True})).open(consume=True)
+    try:
+        assert consumer.buffer is not None
+        _drained(consumer.buffer)
+        return _stored(consumer)
+    finally:
+        consumer.close()
+
+
 def _drained(buffer: StreamBuffer, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -189,14 +200,7 @@ def test_stream_over_its_bound_answers_503_and_holds_no_secret(
     assert "errlearn_ingest_buffer_lag_entries 5.0" in scraped
     assert len(raw) == 5 and all(b"hunter2" not in v for _, fields in raw for v in fields.values())
 
-    consumer = Core(settings.model_copy(update={"ingest_buffer_consume": True})).open(consume=True)
-    try:
-        assert consumer.buffer is not None
-        _drained(consumer.buffer)
-        stored = _stored(consumer)
-    finally:
-        consumer.close()
-    assert sorted(stored) == sorted(acked)
+    assert sorted(_consume_all(settings)) == sorted(acked)
 
 
 def test_acked_entries_survive_a_sigkill_of_redis(
@@ -213,14 +217,7 @@ def test_acked_entries_survive_a_sigkill_of_redis(
         producer.close()
     rs.kill()  # SIGKILL right after the last acknowledgement: no clean shutdown, no final fsync
     rs.start()
-    consumer = Core(settings.model_copy(update={"ingest_buffer_consume": True})).open(consume=True)
-    try:
-        assert consumer.buffer is not None
-        _drained(consumer.buffer)
-        stored = _stored(consumer)
-    finally:
-        consumer.close()
-    assert sorted(stored) == sorted(acked)
+    assert sorted(_consume_all(settings)) == sorted(acked)
 
 
 def test_a_redis_without_fsync_is_refused_at_start(
