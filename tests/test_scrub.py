@@ -428,3 +428,17 @@ def test_cached_scrubber_answers_as_the_scrubber_on_first_and_repeated_calls() -
     data = {"token": "x", "note": texts[1], "list": [texts[0], 3, None], "n": 1.5}
     assert cached.data(data) == plain.data(data) and cached.data(data) == plain.data(data)
     assert cached.text(texts[0]) != texts[0]
+
+
+def test_cached_scrubber_is_bounded_by_size_as_well_as_count() -> None:
+    from agent.ingest.scrub import CachedScrubber, Scrubber
+
+    plain, cached = Scrubber(), CachedScrubber(max_entries=1_000, max_chars=64_000)
+    traces = [f"Traceback line {i}\n" + "x" * 900 + " password=hunter2" for i in range(200)]
+    for t in traces:
+        assert cached.text(t) == plain.text(t)
+        assert cached._chars <= 64_000
+        assert sum(len(k) + len(v) for k, v in cached._text_cache.items()) == cached._chars
+    huge = "y" * 5_000 + " token=abcdefghijklmnopqrstuvwxyz0123456789"
+    assert cached.text(huge) == plain.text(huge)
+    assert huge not in cached._text_cache  # longer than a 64th of the bound: scrubbed each time, not kept
