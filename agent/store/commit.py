@@ -110,7 +110,7 @@ class Committer:
             for row, grouping in zip(rows, groupings, strict=True):
                 fp = grouping.fingerprint
                 row["pattern_id"] = targets.get(fp) or pattern_id_for(fp)
-            new_ids = self._upsert_patterns(conn, rows, groupings)
+            new_ids, recurring = self._insert_new_patterns(conn, rows, groupings)
             self.sql.insert_event_rows(conn, rows)
             counters: dict[str, int] = {}
             for work in batch:
@@ -121,8 +121,6 @@ class Committer:
             for row in rows:
                 for key in (f"service:{row['service']}", f"severity:{row['severity']}"):
                     counters[key] = counters.get(key, 0) + 1
-            if counters:
-                _add_counters(conn, counters)
             if new_ids:
                 for hook in self.pattern_hooks:
                     hook(conn, sorted(new_ids), [])
@@ -139,6 +137,11 @@ class Committer:
                 conn.execute(insert(IDEMPOTENCY), keyed)
             if self.commits % 1000 == 1:  # keys are kept a day
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
+            # The rows every writer updates (recurring patterns, the global counters) come last, so another
+            # replica waits on their row locks for the commit only, not for the whole transaction.
+            self.sql.add_to_patterns(conn, recurring)
+            if counters:
+                _add_counters(conn, counters)
         results: list[list[Stored]] = []
         for i, own in enumerate(fresh):
             replay = replays.get(i)
@@ -172,8 +175,11 @@ class Committer:
                 first[k] = i
         return out
 
-    def _upsert_patterns(self, conn: Connection, rows: list[dict[str, Any]], groupings: list[Grouping]) -> set[str]:
-        """Count the batch's events into their patterns; create the new ones; return the new ids.
+    def _insert_new_patterns(
+        self, conn: Connection, rows: list[dict[str, Any]], groupings: list[Grouping]
+    ) -> tuple[set[str], list[tuple[str, int, dt.datetime, str]]]:
+        """Count the batch's events into their patterns and create the new ones; return the new ids and,
+        for the caller to apply at the end of the transaction, the recurring patterns' additions.
 
         Keyed by pattern id (the fingerprint's, or a merge target's). A new pattern is inserted with
         ON CONFLICT DO UPDATE, so two replicas creating the same pattern at once both succeed and add up.
@@ -234,10 +240,9 @@ class Committer:
             )
             known[pid] = top
             new_ids.add(pid)
-        self.sql.add_to_patterns(conn, updates)
         if new_rows:
             conn.execute(self._insert_patterns, new_rows)
-        return new_ids
+        return new_ids, updates
 
 
 def _pattern_upsert(dialect: str) -> Any:
