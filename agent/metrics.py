@@ -186,7 +186,7 @@ class _StateCollector(Collector):
             "errlearn_ingest_buffer_lag_entries",
             "Redis ingest buffer: entries (ingest requests) acknowledged and not yet stored; absent when it is off.",
         )
-        buffer = getattr(core, "buffer", None)
+        buffer = core.buffer if core is not None else None
         if buffer is not None and (entries := buffer.lag()) is not None:
             lag.add_metric([], entries)
         yield lag

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from agent.service import Core
 from agent.settings import Settings
-from agent.store.checkpoint import WalCheckpointer
+from agent.store.checkpoint import WalCheckpointer, no_autocheckpoint
 from agent.store.db import make_engine
 
 ROW = "x" * 4000  # about a page per row
@@ -26,7 +26,7 @@ def _wal_pages(db: Path) -> int:
 
 
 def _grow(db: Path, *, checkpointer: WalCheckpointer | None) -> int:
-    engine = make_engine(f"sqlite:///{db}", autocheckpoint=False)
+    engine = no_autocheckpoint(make_engine(f"sqlite:///{db}"))
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE t (v TEXT)"))
     if checkpointer is not None:

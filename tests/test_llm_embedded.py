@@ -139,7 +139,6 @@ def test_stop_frees_the_port_and_start_serves_again(server: EmbeddedServer) -> N
 
 
 def test_server_params_bound_memory() -> None:
-    pytest.importorskip("xllamacpp")
     params = EmbeddedServer(Path("m.gguf"), ctx=2048).params("key")
 
     assert params.n_ctx == 2048
@@ -149,8 +148,6 @@ def test_server_params_bound_memory() -> None:
 
 
 def test_prompt_cache_is_a_bound_not_a_default() -> None:
-    pytest.importorskip("xllamacpp")
-
     assert EmbeddedServer(Path("m.gguf"), prompt_cache_mb=64).params("key").cache_ram_mib == 64
 
 

@@ -31,13 +31,19 @@ def take_over_checkpoints(engine: Engine, *, interval_s: float) -> WalCheckpoint
     path = engine.url.database or ""
     if engine.dialect.name != "sqlite" or not path or path == ":memory:":
         return None
+    no_autocheckpoint(engine)
+    return WalCheckpointer(path, interval_s=interval_s).start()
 
-    def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
+
+def no_autocheckpoint(engine: Engine) -> Engine:
+    """No commit of this SQLite engine checkpoints the log any more (a `WalCheckpointer` must, instead)."""
+
+    def _off(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
-    event.listen(engine, "connect", _no_autocheckpoint)
+    event.listen(engine, "connect", _off)
     engine.dispose()  # connections opened before (the migrations) close: every later one has it off
-    return WalCheckpointer(path, interval_s=interval_s).start()
+    return engine
 
 
 class WalCheckpointer:

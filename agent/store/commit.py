@@ -1,9 +1,9 @@
 """What one group commit writes: events grouped into patterns, pattern counters, stats counters, keys.
 
 `EventWriter` (`agent.store.writer`) decides *when* to commit and acknowledges; `Committer` decides
-*what* a commit contains, in ONE transaction: the batch's events, the new patterns (one INSERT … ON
-CONFLICT), one executemany of counter updates for the recurring ones, the stats counters, the
-Idempotency-Keys, and the pattern hooks (e.g. diagnosis jobs for new patterns).
+*what* a commit contains, in ONE transaction: the new patterns (one INSERT … ON CONFLICT), the batch's
+events, the pattern hooks (e.g. diagnosis jobs for new patterns), the Idempotency-Keys, and last the rows
+every writer updates (one executemany of counter updates for the recurring patterns, the stats counters).
 
 Pattern assignment is content-addressed (`agent.ingest.grouping`) and honours the stored merge
 decisions (`pattern_aliases`, cached by `agent.store.aliases.AliasMap`, checked once per commit):

@@ -23,15 +23,13 @@ class DatabaseUnavailable(RuntimeError):
     """The database cannot be reached or opened; the message says which and why."""
 
 
-def make_engine(
-    url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8, autocheckpoint: bool = True
-) -> Engine:
+def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 8) -> Engine:
     """Create the engine; for SQLite enable WAL and the chosen durability level.
 
     WAL lets the API read while the writer commits. `synchronous=FULL` fsyncs the WAL on every
     commit, so an acknowledged event survives a power cut too; the writer's group commit makes
-    that affordable (one fsync per batch of concurrent requests, not per event). `autocheckpoint=False`:
-    no commit of this engine checkpoints the log; the caller runs a `WalCheckpointer` instead.
+    that affordable (one fsync per batch of concurrent requests, not per event). WAL checkpoints: see
+    `agent.store.checkpoint`.
     """
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
@@ -48,8 +46,6 @@ def make_engine(
             cur.execute(f"PRAGMA synchronous={sqlite_synchronous}")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
-            if not autocheckpoint:
-                cur.execute("PRAGMA wal_autocheckpoint=0")
             cur.close()
 
         return engine

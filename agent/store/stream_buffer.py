@@ -38,7 +38,7 @@ import redis.asyncio as aioredis
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from agent.ids import new_event_id, new_ulid
+from agent.ids import new_event_ids, new_ulid
 from agent.store.tables import EventRow, table_of
 from agent.store.writer import EventWriter, Stored, WriterBusy, WriterStopped
 
@@ -200,7 +200,7 @@ class StreamBuffer:
             self.writer.count(counters)
         if not events:
             return []
-        rows = [{**ev, "id": new_event_id()} for ev in events]
+        rows = [{**ev, "id": eid} for ev, eid in zip(events, new_event_ids(len(events)), strict=True)]
         key = idempotency_key or ""  # the client's key travels with the entry; without one, the event ids dedupe
         client, add = self._client()
         try:
@@ -399,7 +399,7 @@ class StreamBuffer:
             self.last_length = out["length"]
         except redis.RedisError as exc:
             out.update(ok=False, error=type(exc).__name__)
-        out["active"] = self.last_length >= self.config.max_entries
+        out["active"] = self.full
         return out
 
 
