@@ -111,6 +111,7 @@ class Core:
             self.engine,
             sink=BackgroundSink(sink),  # file writes off the commit path
             max_batch=self.settings.writer_max_batch,
+            fold_every_s=self.settings.writer_fold_every_s,
             pattern_hooks=self.pattern_hooks,
             on_committed=self.live.add_received,
             on_commit=metrics.record_commit,

@@ -27,6 +27,7 @@ from agent.guide.tables import (
     GuideRevisionRow,
 )
 from agent.store.tables import PatternRow, table_of
+from agent.store.tallies import seen_since
 
 ENTRIES = table_of(GuideEntryRow)
 LINKS = table_of(GuideLinkRow)
@@ -313,7 +314,7 @@ def uncovered_patterns(conn: Connection, since: dt.datetime | None) -> list[str]
     )
     stmt = select(PATTERNS.c.id).where(~covered)
     if since is not None:
-        stmt = stmt.where(PATTERNS.c.last_seen > since)
+        stmt = stmt.where(seen_since(since, strict=True))
     return [r.id for r in conn.execute(stmt.order_by(PATTERNS.c.count.desc(), PATTERNS.c.id))]
 
 

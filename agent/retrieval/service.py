@@ -25,6 +25,7 @@ from agent.retrieval.terms import LexicalDoc, frames_in_text, lexical_doc, weigh
 from agent.retrieval.text import error_embedding_text
 from agent.store import repo
 from agent.store.tables import EventRow, KnowledgeRow, PatternRow, table_of
+from agent.store.tallies import seen_since
 
 if TYPE_CHECKING:  # chromadb is heavy: import it where it is used, not at API start
     from agent.store.vectors import Hit, VectorStore
@@ -297,7 +298,7 @@ class Retrieval:
         if filters.resolved is not None:
             query = query.where(PATTERNS.c.resolved == filters.resolved)
         if filters.since is not None:
-            query = query.where(PATTERNS.c.last_seen >= filters.since)
+            query = query.where(seen_since(filters.since))
         with self.engine.connect() as conn:
             return {r.id for r in conn.execute(query)}
 

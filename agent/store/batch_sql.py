@@ -60,6 +60,8 @@ class BatchSQL:
             f"max_severity = CASE WHEN {_rank_sql(mark)} > {_rank_sql('max_severity')} THEN {mark} "
             f"ELSE max_severity END, resolved = {'0' if self.sqlite else 'false'} WHERE id = {mark}"
         )
+        self.insert_pattern_tallies = f"INSERT INTO pattern_tallies (pattern_id, n, last_seen, max_severity) VALUES ({mark}, {mark}, {mark}, {mark})"
+        self.insert_counter_tallies = f"INSERT INTO counter_tallies (name, value) VALUES ({mark}, {mark})"
         self._datetimes: dict[dt.datetime, Any] = {}
 
     def when(self, value: dt.datetime) -> Any:
@@ -101,6 +103,19 @@ class BatchSQL:
     def insert_event_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if rows:
             conn.exec_driver_sql(self.insert_events, [self.event_params(r) for r in rows])
+
+    def tally_patterns(self, conn: Connection, updates: Sequence[tuple[str, int, dt.datetime, str]]) -> None:
+        """Append (pattern id, events, latest timestamp, highest severity) per recurring pattern to
+        `pattern_tallies` (`agent.store.tallies` folds them into `patterns`)."""
+        if updates:
+            conn.exec_driver_sql(
+                self.insert_pattern_tallies, [(pid, n, self.when(seen), sev) for pid, n, seen, sev in updates]
+            )
+
+    def tally_counters(self, conn: Connection, counters: dict[str, int]) -> None:
+        """Append what this commit adds to each stats counter to `counter_tallies`."""
+        if counters:
+            conn.exec_driver_sql(self.insert_counter_tallies, sorted(counters.items()))
 
     def add_to_patterns(self, conn: Connection, updates: Sequence[tuple[str, int, dt.datetime, str]]) -> None:
         """(pattern id, events, latest timestamp, highest severity) per recurring pattern, in id order (one lock

@@ -3,7 +3,8 @@
 `EventWriter` (`agent.store.writer`) decides *when* to commit and acknowledges; `Committer` decides
 *what* a commit contains, in ONE transaction: the new patterns (one INSERT … ON CONFLICT), the batch's
 events, the pattern hooks (e.g. diagnosis jobs for new patterns), the Idempotency-Keys, and last the rows
-every writer updates (one executemany of counter updates for the recurring patterns, the stats counters).
+every writer adds to, as appended tallies (what the recurring patterns and the stats counters gain:
+`agent.store.tallies`, which `fold` adds into their rows about once a second).
 
 Pattern assignment is content-addressed (`agent.ingest.grouping`) and honours the stored merge
 decisions (`pattern_aliases`, cached by `agent.store.aliases.AliasMap`, checked once per commit):
@@ -13,7 +14,6 @@ replicas on one database agree.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,12 +25,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from agent.domain import Grouping
 from agent.ids import new_event_ids, pattern_id_for
 from agent.ingest.grouping import Grouper
+from agent.store import tallies
 from agent.store.aliases import AliasMap
 from agent.store.batch_sql import SEVERITY_RANK, BatchSQL
-from agent.store.tables import CounterRow, IdempotencyKeyRow, PatternRow, table_of
+from agent.store.db import lock_for_write
+from agent.store.tables import IdempotencyKeyRow, PatternRow, table_of
 
 PATTERNS = table_of(PatternRow)
-COUNTERS = table_of(CounterRow)
 IDEMPOTENCY = table_of(IdempotencyKeyRow)
 
 PatternHook = Callable[[Connection, list[str], list[str]], None]
@@ -71,12 +72,22 @@ class Committer:
         self._known: dict[str, int] = {}
         """Pattern id -> the highest severity rank this writer knows it has (the row exists)."""
         self.commits = 0
+        self.unfolded = 0
+        """Tally rows this committer appended since its last `fold`."""
         self._insert_patterns = _pattern_upsert(engine.dialect.name)
 
     def reset(self) -> None:
         """Forget what a failed transaction may have left wrong: known patterns and merge targets reload."""
         self._known.clear()
         self._aliases.invalidate()
+
+    def fold(self) -> int:
+        """Fold every visible tally (this writer's and any other's) in a transaction of its own."""
+        with self.engine.begin() as conn:
+            lock_for_write(conn)
+            folded = tallies.fold(conn, self.sql)
+        self.unfolded = 0
+        return folded
 
     def commit(self, batch: list[Work]) -> Results:
         self.commits += 1
@@ -105,7 +116,7 @@ class Committer:
             per_work.append(items)
 
         with self.engine.begin() as conn:
-            _lock_for_write(conn)
+            lock_for_write(conn)
             targets = self._aliases.targets(conn)
             for row, grouping in zip(rows, groupings, strict=True):
                 fp = grouping.fingerprint
@@ -137,11 +148,11 @@ class Committer:
                 conn.execute(insert(IDEMPOTENCY), keyed)
             if self.commits % 1000 == 1:  # keys are kept a day
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
-            # The rows every writer updates (recurring patterns, the global counters) come last, so another
-            # replica waits on their row locks for the commit only, not for the whole transaction.
-            self.sql.add_to_patterns(conn, recurring)
-            if counters:
-                _add_counters(conn, counters)
+            # What the recurring patterns and the counters gain is appended, not updated in place: a page or
+            # two whatever the number of patterns, and no row lock another replica waits on.
+            self.sql.tally_patterns(conn, recurring)
+            self.sql.tally_counters(conn, counters)
+            self.unfolded += len(recurring) + len(counters)
         results: list[list[Stored]] = []
         for i, own in enumerate(fresh):
             replay = replays.get(i)
@@ -258,29 +269,6 @@ def _pattern_upsert(dialect: str) -> Any:
             "resolved": False,
         },
     )
-
-
-def _add_counters(conn: Connection, counters: dict[str, int]) -> None:
-    # One executemany upsert for all keys (per-key statements cost ~10 % of single-event ingest).
-    conn.execute(_counter_upsert(conn.dialect.name), [{"name": k, "value": v} for k, v in sorted(counters.items())])
-
-
-@functools.cache
-def _counter_upsert(dialect: str) -> Any:
-    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(COUNTERS)
-    return ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
-
-
-def _lock_for_write(conn: Connection) -> None:
-    """SQLite: take the write lock first (`BEGIN IMMEDIATE`), before the transaction reads anything.
-
-    With several writer processes (`serve --workers N`), a deferred transaction that read and then
-    tries to write after another process committed fails at once with SQLITE_BUSY, whatever the busy
-    timeout; an immediate one waits its turn on the lock (the busy timeout) and then reads fresh data.
-    pysqlite opens transactions lazily, so this statement is the transaction's first.
-    """
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _greatest(dialect: str, column: Any, value: Any) -> Any:

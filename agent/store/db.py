@@ -12,7 +12,7 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from filelock import FileLock
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,18 @@ def make_engine(url: str, *, sqlite_synchronous: str = "FULL", pool_size: int = 
     return create_engine(
         url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, json_serializer=_json_dumps
     )
+
+
+def lock_for_write(conn: Connection) -> None:
+    """SQLite: take the write lock first (`BEGIN IMMEDIATE`), before the transaction reads anything.
+
+    With several writer processes (`serve --workers N`), a deferred transaction that read and then
+    tries to write after another process committed fails at once with SQLITE_BUSY, whatever the busy
+    timeout; an immediate one waits its turn on the lock (the busy timeout) and then reads fresh data.
+    pysqlite opens transactions lazily, so this statement must be the transaction's first.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def _json_dumps(value: Any) -> str:

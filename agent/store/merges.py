@@ -25,6 +25,7 @@ from agent.ingest.grouping import group_event
 from agent.ingest.merge import Template, find_groups
 from agent.ingest.template import shape
 from agent.settings import Settings
+from agent.store import tallies
 from agent.store.aliases import bump_version
 from agent.store.tables import EventRow, PatternAliasRow, PatternRow, table_of
 
@@ -74,6 +75,7 @@ def run_merge_pass(engine: Engine, *, min_values: int = 4, min_context: int = 3)
 def _merge_pass_once(engine: Engine, *, min_values: int, min_context: int) -> MergeReport:
     with engine.begin() as conn:
         _lock(conn)
+        tallies.fold(conn)  # the counts it recounts and moves are complete
         pinned = set(conn.execute(select(ALIASES.c.source_id).where(ALIASES.c.kind == "split")).scalars())
         rows = conn.execute(
             select(
@@ -209,6 +211,7 @@ def unmerge(engine: Engine, pattern_id: str, *, actor: str) -> dict[str, object]
             raise UnknownPattern(pattern_id)
         if row.merged_into is None:
             raise NotMerged(f"pattern {pattern_id} is not merged into another pattern")
+        tallies.fold(conn)
         target = row.merged_into
         now = dt.datetime.now(dt.UTC)
         conn.execute(

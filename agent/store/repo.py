@@ -10,6 +10,7 @@ from sqlalchemy import Connection, delete, desc, func, insert, or_, select, upda
 
 from agent.domain import ErrorEvent, EventKind, GroupMethod, Pattern, Severity
 from agent.store.tables import CounterRow, EventRow, JobRow, LearningRunRow, MetaRow, PatternRow, table_of
+from agent.store.tallies import Pending, clear_counter_tallies, pending_counters, pending_patterns, seen_since
 
 EVENTS = table_of(EventRow)
 PATTERNS = table_of(PatternRow)
@@ -37,7 +38,19 @@ def _event(row: Any) -> ErrorEvent:
     )
 
 
-def _pattern(row: Any) -> Pattern:
+def _pattern(row: Any, pending: Pending | None = None) -> Pattern:
+    """A pattern row as a domain object, plus what tallies not folded yet add (`agent.store.tallies`)."""
+    if pending is not None:
+        p = _pattern(row)
+        severity = Severity(pending.max_severity)
+        return p.model_copy(
+            update={
+                "count": p.count + pending.n,
+                "last_seen": max(p.last_seen, pending.last_seen),
+                "max_severity": severity if severity.rank > p.max_severity.rank else p.max_severity,
+                "resolved": False,  # a recurring pattern reopens, as the fold will record
+            }
+        )
     return Pattern(
         id=row.id,
         fingerprint=row.fingerprint,
@@ -67,16 +80,21 @@ def get_events(conn: Connection, event_ids: Sequence[str]) -> list[ErrorEvent]:
     return [_event(r) for r in rows]
 
 
+def _patterns(conn: Connection, rows: Sequence[Any]) -> list[Pattern]:
+    pending = pending_patterns(conn, [r.id for r in rows])
+    return [_pattern(r, pending.get(r.id)) for r in rows]
+
+
 def get_pattern(conn: Connection, pattern_id: str) -> Pattern | None:
     row = conn.execute(select(PATTERNS).where(PATTERNS.c.id == pattern_id)).first()
-    return _pattern(row) if row else None
+    return _patterns(conn, [row])[0] if row else None
 
 
 def get_patterns(conn: Connection, pattern_ids: Sequence[str]) -> list[Pattern]:
     if not pattern_ids:
         return []
     rows = conn.execute(select(PATTERNS).where(PATTERNS.c.id.in_(list(pattern_ids)))).all()
-    return [_pattern(r) for r in rows]
+    return _patterns(conn, rows)
 
 
 def recent_events(conn: Connection, pattern_id: str, limit: int = 10) -> list[ErrorEvent]:
@@ -106,7 +124,7 @@ def list_patterns(
     if severity:
         stmt = stmt.where(PATTERNS.c.max_severity == severity.value)
     if since:
-        stmt = stmt.where(PATTERNS.c.last_seen >= since)
+        stmt = stmt.where(seen_since(since))
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(
@@ -119,7 +137,7 @@ def list_patterns(
     total = conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
     order = desc(PATTERNS.c.count) if sort == "count" else desc(PATTERNS.c.last_seen)
     rows = conn.execute(stmt.order_by(order, PATTERNS.c.id).limit(limit).offset(offset)).all()
-    return [_pattern(r) for r in rows], int(total)
+    return _patterns(conn, rows), int(total)
 
 
 def count_events(conn: Connection, since: dt.datetime | None = None) -> int:
@@ -141,7 +159,11 @@ def count_unindexed_patterns(conn: Connection) -> int:
 
 # -- counters and meta ----------------------------------------------------------------------------
 def counters(conn: Connection) -> dict[str, int]:
-    return {name: int(value) for name, value in conn.execute(select(COUNTERS.c.name, COUNTERS.c.value))}
+    """The stats counters, with what tallies not folded yet add."""
+    out = {name: int(value) for name, value in conn.execute(select(COUNTERS.c.name, COUNTERS.c.value))}
+    for name, value in pending_counters(conn).items():
+        out[name] = out.get(name, 0) + value
+    return out
 
 
 def get_meta(conn: Connection, key: str) -> str | None:
@@ -156,6 +178,7 @@ def set_meta(conn: Connection, key: str, value: str) -> None:
 def reset_counters(conn: Connection, now: dt.datetime) -> None:
     """Zero the stats counters; events are never touched."""
     conn.execute(delete(COUNTERS))
+    clear_counter_tallies(conn)
     set_meta(conn, "stats_reset_at", now.isoformat())
 
 

@@ -111,6 +111,37 @@ class CounterRow(Base):
     value: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
 
 
+_SEQ = BigInteger().with_variant(Integer, "sqlite")  # SQLite's rowid; BIGSERIAL on PostgreSQL
+
+
+class PatternTallyRow(Base):
+    """What a group commit adds to a recurring pattern, appended instead of updating the pattern's row.
+
+    One row per recurring pattern per commit; `agent.store.tallies.fold` adds them into `patterns` about once
+    a second and deletes them, in one transaction. Appending touches a page or two per commit where updating
+    touched one page per pattern, and replicas never wait on each other's row locks for a hot pattern.
+    Reads add what is not folded yet (`agent.store.repo`), so counts are exact at any moment.
+    """
+
+    __tablename__ = "pattern_tallies"
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    pattern_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    n: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    last_seen: Mapped[dt.datetime] = mapped_column(nullable=False)
+    max_severity: Mapped[str] = mapped_column(String(16), nullable=False)
+
+
+class CounterTallyRow(Base):
+    """What a group commit adds to the stats counters (see PatternTallyRow: folded into `counters` alike)."""
+
+    __tablename__ = "counter_tallies"
+
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), nullable=False)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
 class MetaRow(Base):
     __tablename__ = "meta"
 

@@ -4,6 +4,10 @@ Requests hand their events to one writer thread. It takes everything queued (up 
 commits it in ONE transaction (what that transaction writes: `agent.store.commit.Committer`). Only
 after the commit returns are the callers' futures resolved, so an acknowledged event is durable.
 Batching concurrent requests (group commit) is what makes a per-commit fsync affordable.
+
+What commits add to pattern totals and counters is appended as tallies (`agent.store.tallies`); the writer
+folds them into their rows every `fold_every_s` while it commits, when it goes idle, when it starts (what
+a killed process left) and when it stops.
 """
 
 from __future__ import annotations
@@ -118,6 +122,7 @@ class EventWriter:
         pattern_hooks: Sequence[PatternHook] = (),
         on_committed: Callable[[list[dict[str, Any]]], None] | None = None,
         on_commit: CommitRecorder | None = None,
+        fold_every_s: float = 1.0,
     ) -> None:
         self.engine = engine
         self.sink = sink
@@ -133,6 +138,8 @@ class EventWriter:
         self._queued_events = 0  # submitted, not yet taken into a transaction (backpressure reads it)
         self._queued_lock = threading.Lock()
         self._waker: _LoopWaker | None = None
+        self.fold_every_s = fold_every_s
+        self._folded_at = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -208,9 +215,15 @@ class EventWriter:
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
+        self._fold()  # what a process that died before its fold left
         while True:
-            first = self._queue.get()
+            try:
+                first = self._queue.get(timeout=self._fold_wait())
+            except queue.Empty:  # idle with tallies appended: fold them now
+                self._fold()
+                continue
             if first is None:
+                self._fold()
                 return
             batch = [first]
             n = len(first.events)
@@ -228,7 +241,33 @@ class EventWriter:
             with self._queued_lock:
                 self._queued_events -= n
             self._process(batch)
+            if self._committer.unfolded and time.monotonic() - self._folded_at >= self.fold_every_s:
+                self._fold()
             if stop:
+                self._fold()
+                return
+
+    def _fold_wait(self) -> float | None:
+        """How long the writer may wait for work before folding: None (for ever) with nothing to fold."""
+        if not self._committer.unfolded:
+            return None
+        return max(0.0, self.fold_every_s - (time.monotonic() - self._folded_at))
+
+    def _fold(self) -> None:
+        """Fold the tallies; on failure they stay where they are, for the next fold (no count is lost)."""
+        self._folded_at = time.monotonic()
+        for attempt in range(1, 4):
+            try:
+                self._committer.fold()
+                return
+            except OperationalError as exc:
+                retry = getattr(exc.orig, "sqlstate", None) in _RETRYABLE and attempt < 3
+                if not retry:
+                    log.warning("folding tallies failed (they stay for the next fold): %s", exc)
+                    return
+                time.sleep(0.01 * attempt)
+            except Exception:
+                log.exception("folding tallies failed (they stay for the next fold)")
                 return
 
     def _process(self, batch: list[Work]) -> None:

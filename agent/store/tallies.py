@@ -1,0 +1,125 @@
+"""Counts that group commits append and a fold adds up: pattern totals and the stats counters.
+
+A commit used to UPDATE every recurring pattern it touched (count, last_seen, max_severity, resolved) and
+the stats counters. A batch spread over many patterns then wrote one table page and one `last_seen` index
+page per pattern, and two replicas on one PostgreSQL queued on the row locks of a hot pattern and of the
+global counters. Now a commit appends one `pattern_tallies` row per recurring pattern and one
+`counter_tallies` row per counter (a page or two, no lock anyone else wants), in the same transaction as its
+events, so a crash loses no count. `fold` moves the tallies into `patterns` and `counters` in one
+transaction (the writer calls it about once a second, and when it goes idle or stops; any process may).
+
+Replicas: `fold` deletes the tallies it reads (DELETE … RETURNING), so two folds at once never add a row
+twice (the second waits on the first's row locks, then finds those rows gone), and tallies committed after
+its statement wait for the next fold. Reads stay exact meanwhile: `pending_patterns` and `pending_counters`
+give what is not folded yet, which `agent.store.repo` adds to what it returns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
+
+from agent.store.batch_sql import SEVERITY_RANK, BatchSQL
+from agent.store.tables import CounterRow, CounterTallyRow, PatternRow, PatternTallyRow, table_of
+
+PATTERN_TALLIES = table_of(PatternTallyRow)
+COUNTER_TALLIES = table_of(CounterTallyRow)
+COUNTERS = table_of(CounterRow)
+PATTERNS = table_of(PatternRow)
+_NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
+
+
+@dataclass(frozen=True)
+class Pending:
+    """What tallies not folded yet add to one pattern."""
+
+    n: int
+    last_seen: dt.datetime
+    max_severity: str
+
+
+def _combine(rows: Iterable[tuple[str, int, dt.datetime, str]]) -> dict[str, Pending]:
+    acc: dict[str, list[Any]] = {}
+    for pid, n, seen, sev in rows:
+        rank = SEVERITY_RANK.get(sev, -1)
+        a = acc.get(pid)
+        if a is None:
+            acc[pid] = [int(n), seen, rank]
+            continue
+        a[0] += int(n)
+        if seen > a[1]:
+            a[1] = seen
+        if rank > a[2]:
+            a[2] = rank
+    return {pid: Pending(n, seen, _NAMES.get(rank, "low")) for pid, (n, seen, rank) in acc.items()}
+
+
+def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
+    """Add every visible tally into `patterns` and `counters` and delete it, in the caller's transaction.
+
+    Returns the tally rows folded. Pattern rows are updated in id order and counters in name order: one lock
+    order for every writer and fold, so replicas do not deadlock on them."""
+    sql = sql or BatchSQL(conn.dialect.name)
+    t = PATTERN_TALLIES.c
+    taken = conn.execute(delete(PATTERN_TALLIES).returning(t.pattern_id, t.n, t.last_seen, t.max_severity)).all()
+    pending = _combine((r[0], r[1], r[2], r[3]) for r in taken)
+    sql.add_to_patterns(conn, [(pid, p.n, p.last_seen, p.max_severity) for pid, p in sorted(pending.items())])
+    c = COUNTER_TALLIES.c
+    counted = conn.execute(delete(COUNTER_TALLIES).returning(c.name, c.value)).all()
+    sums: dict[str, int] = {}
+    for name, value in counted:
+        sums[name] = sums.get(name, 0) + int(value)
+    add_counters(conn, sums)
+    return len(taken) + len(counted)
+
+
+def add_counters(conn: Connection, counters: dict[str, int]) -> None:
+    """Add to the `counters` rows directly (one executemany upsert, in name order)."""
+    if counters:
+        rows = [{"name": k, "value": v} for k, v in sorted(counters.items())]
+        conn.execute(_counter_upsert(conn.dialect.name), rows)
+
+
+@functools.cache
+def _counter_upsert(dialect: str) -> Any:
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(COUNTERS)
+    return ins.on_conflict_do_update(index_elements=["name"], set_={"value": COUNTERS.c.value + ins.excluded.value})
+
+
+def pending_patterns(conn: Connection, pattern_ids: Sequence[str] | None = None) -> dict[str, Pending]:
+    """What the tallies not folded yet add, per pattern (all patterns, or those in `pattern_ids`)."""
+    t = PATTERN_TALLIES.c
+    stmt = select(t.pattern_id, func.sum(t.n), func.max(t.last_seen), t.max_severity).group_by(
+        t.pattern_id, t.max_severity
+    )
+    if pattern_ids is not None:
+        if not pattern_ids:
+            return {}
+        stmt = stmt.where(t.pattern_id.in_(list(pattern_ids)))
+    return _combine((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
+
+
+def seen_since(since: dt.datetime, *, strict: bool = False) -> ColumnElement[bool]:
+    """A WHERE clause on `patterns`: seen at or after `since` (after, with `strict`), counting tallies not
+    folded yet (one uncorrelated scan of the small tally table, not a lookup per pattern)."""
+    t = PATTERN_TALLIES.c
+    if strict:
+        return or_(PATTERNS.c.last_seen > since, PATTERNS.c.id.in_(select(t.pattern_id).where(t.last_seen > since)))
+    return or_(PATTERNS.c.last_seen >= since, PATTERNS.c.id.in_(select(t.pattern_id).where(t.last_seen >= since)))
+
+
+def pending_counters(conn: Connection) -> dict[str, int]:
+    c = COUNTER_TALLIES.c
+    return {name: int(v) for name, v in conn.execute(select(c.name, func.sum(c.value)).group_by(c.name))}
+
+
+def clear_counter_tallies(conn: Connection) -> None:
+    """With a stats reset: counts appended before it are reset too."""
+    conn.execute(delete(COUNTER_TALLIES))
