@@ -117,10 +117,14 @@ class BatchSQL:
         if counters:
             conn.exec_driver_sql(self.insert_counter_tallies, sorted(counters.items()))
 
-    def add_to_patterns(self, conn: Connection, updates: Sequence[tuple[str, int, dt.datetime, str]]) -> None:
-        """(pattern id, events, latest timestamp, highest severity) per recurring pattern, in id order (one lock
-        order for every writer: no deadlock between replicas)."""
+    def add_to_patterns(
+        self, conn: Connection, updates: Sequence[tuple[str, int, Any, str]], *, stored: bool = False
+    ) -> None:
+        """(pattern id, events, latest timestamp, highest severity) per pattern, in id order (one lock order for
+        every writer: no deadlock between replicas). With `stored`, the timestamps are already as the column
+        stores them (read back by driver SQL)."""
         if updates:
+            when = (lambda v: v) if stored else self.when
             conn.exec_driver_sql(
-                self.update_patterns, [(n, self.when(seen), sev, sev, pid) for pid, n, seen, sev in updates]
+                self.update_patterns, [(n, when(seen), sev, sev, pid) for pid, n, seen, sev in updates]
             )

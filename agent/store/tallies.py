@@ -45,7 +45,9 @@ class Pending:
     max_severity: str
 
 
-def _combine(rows: Iterable[tuple[str, int, dt.datetime, str]]) -> dict[str, Pending]:
+def _combine(rows: Iterable[tuple[str, int, Any, str]]) -> dict[str, Pending]:
+    """Per pattern: events summed, the latest `last_seen` (datetimes, or SQLite's stored text), the highest
+    severity."""
     acc: dict[str, list[Any]] = {}
     for pid, n, seen, sev in rows:
         rank = SEVERITY_RANK.get(sev, -1)
@@ -67,12 +69,14 @@ def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
     Returns the tally rows folded. Pattern rows are updated in id order and counters in name order: one lock
     order for every writer and fold, so replicas do not deadlock on them."""
     sql = sql or BatchSQL(conn.dialect.name)
-    t = PATTERN_TALLIES.c
-    taken = conn.execute(delete(PATTERN_TALLIES).returning(t.pattern_id, t.n, t.last_seen, t.max_severity)).all()
+    # Driver SQL: `last_seen` goes back as the column stored it (SQLite's text sorts as its time does), so a
+    # fold of many thousands of tallies pays no type processing per row.
+    taken = conn.exec_driver_sql("DELETE FROM pattern_tallies RETURNING pattern_id, n, last_seen, max_severity").all()
     pending = _combine((r[0], r[1], r[2], r[3]) for r in taken)
-    sql.add_to_patterns(conn, [(pid, p.n, p.last_seen, p.max_severity) for pid, p in sorted(pending.items())])
-    c = COUNTER_TALLIES.c
-    counted = conn.execute(delete(COUNTER_TALLIES).returning(c.name, c.value)).all()
+    sql.add_to_patterns(
+        conn, [(pid, p.n, p.last_seen, p.max_severity) for pid, p in sorted(pending.items())], stored=True
+    )
+    counted = conn.exec_driver_sql("DELETE FROM counter_tallies RETURNING name, value").all()
     sums: dict[str, int] = {}
     for name, value in counted:
         sums[name] = sums.get(name, 0) + int(value)
