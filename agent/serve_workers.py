@@ -11,6 +11,7 @@ would only compete for the same cores and memory.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -111,7 +112,9 @@ def _worker_main() -> None:
 def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> None:
     """Run `workers` API processes (and the background worker once, when `settings.worker`)."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    from agent import listen
     from agent.shutdown import request_budget
     from agent.store.db import make_engine, migrate
 
@@ -128,7 +131,7 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
         )
         background.start()
     try:
-        uvicorn.run(
+        config = uvicorn.Config(
             FACTORY,
             factory=True,
             host=host,
@@ -146,6 +149,18 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
             timeout_worker_healthcheck=HEALTHCHECK_TIMEOUT_S,
             timeout_graceful_shutdown=max(1, round(request_budget(settings.shutdown_grace_s))),  # as one process
         )
+        # uvicorn.run(workers=N) with one difference: each API process listens on a SO_REUSEPORT socket of its
+        # own (`agent.listen`), so the kernel spreads connections over the processes.
+        try:
+            sock = listen.bind(host, port)
+        except OSError as exc:
+            log.error("cannot listen on %s:%s: %s", host, port, exc)
+            raise SystemExit(3) from exc
+        bound = sock.getsockname()
+        log.info("errlearn listening on http://%s:%s with %d API processes", bound[0], bound[1], workers)
+        with contextlib.suppress(KeyboardInterrupt):
+            Multiprocess(config, sockets=[sock]).run()
+        sock.close()
     finally:
         if background is not None and background.is_alive():
             background.terminate()

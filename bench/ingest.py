@@ -86,6 +86,18 @@ def wait_healthy(url: str, path: str = "/health", timeout: float = 180) -> None:
     raise TimeoutError(url)
 
 
+def wait_listening(port: int, sockets: int, timeout: float = 120) -> None:
+    """Wait until `sockets` sockets listen on `port` (`serve --workers N`: one per API process; /health answers
+    as soon as the first is up, and connections opened before the others listen would all go to it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+        if sum(1 for f in rows if int(f[1].split(":")[1], 16) == port and f[3] == "0A") >= sockets:
+            return
+        time.sleep(0.2)
+    raise TimeoutError(f"{sockets} listening sockets on port {port}")
+
+
 def start(cmd: list[str], env: dict[str, str], port: int, probe: str) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -269,6 +281,8 @@ def bench_batch(
         env["ERRLEARN_DATABASE_URL"] = database_url
     cmd = [sys.executable, "-m", "agent.cli", "serve", "--port", str(port), flag, "--workers", str(processes)]
     server = start(cmd, env, port, "/health")
+    if processes > 1:
+        wait_listening(port, processes)
     side = None
     if separate_worker:
         side = subprocess.Popen(

@@ -159,3 +159,69 @@ def test_serve_runs_one_process_with_embedded_chroma_and_the_cores_with_a_chroma
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert started == [expected]
+
+
+def _socket_owners(pids: list[int]) -> dict[int, int]:
+    """socket inode -> the pid (of `pids`) holding it."""
+    owners: dict[int, int] = {}
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners[int(target[8:-1])] = pid
+    return owners
+
+
+def _tcp_sockets(port: int, state: str) -> list[int]:
+    """Inodes of the IPv4 sockets on local `port` in `state` ("0A" listening, "01" established)."""
+    out = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if int(f[1].split(":")[1], 16) == port and f[3] == state:
+            out.append(int(f[9]))
+    return out
+
+
+@pytest.mark.slow
+def test_each_api_process_listens_on_its_own_socket_and_connections_reach_both(tmp_path: Path) -> None:
+    """SO_REUSEPORT (`agent.listen`): with one shared socket, the first process to wake took every waiting
+    connection, so a few keep-alive clients all landed on one process."""
+    data = tmp_path / "data"
+    data.mkdir()
+    server = LiveServer(data, env={"ERRLEARN_WORKER": "false"}, workers=2).start()
+    assert server.proc is not None
+    port = server.port
+    clients: list[httpx.Client] = []
+    try:
+        deadline = time.monotonic() + 90
+        listening: set[int] = set()
+        while time.monotonic() < deadline:
+            children = _children(server.proc.pid)
+            owners = _socket_owners(children)
+            listening = {owners[i] for i in _tcp_sockets(port, "0A") if i in owners}
+            if len(listening) == 2:
+                break
+            time.sleep(0.2)
+        assert len(listening) == 2, "each API process listens on a socket of its own"
+        supervisor = _socket_owners([server.proc.pid])
+        # The supervisor's own socket is bound, not listening: a listening one would take connections nobody serves.
+        assert not [i for i in _tcp_sockets(port, "0A") if i in supervisor]
+        for _ in range(32):  # 32 keep-alive connections: all on one of 2 processes by chance is 2 in 2**32
+            client = httpx.Client(base_url=server.url, timeout=30)
+            assert client.get("/health").status_code == 200
+            clients.append(client)
+        owners = _socket_owners(_children(server.proc.pid))
+        served = [owners[i] for i in _tcp_sockets(port, "01") if i in owners]
+        assert len(served) == 32
+        assert set(served) == listening, f"connections per process: {[served.count(p) for p in listening]}"
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
