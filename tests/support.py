@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
 import signal
@@ -214,3 +215,26 @@ def chroma_process(data: Path, timeout: float = 30) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+def writer_event(
+    error_type: str = "TimeoutError",
+    message: str = "the call timed out",
+    severity: str = "medium",
+    at: dt.datetime | None = None,
+) -> dict[str, Any]:
+    """An event as the API hands it to the event writer (validated, scrubbed, bounded)."""
+    now = at or dt.datetime.now(dt.UTC)
+    return {
+        "service": "svc",
+        "context": "",
+        "error_type": error_type,
+        "error_message": message,
+        "severity": severity,
+        "kind": "error",
+        "stack_trace": None,
+        "stack_truncated": False,
+        "additional_data": {},
+        "timestamp": now,
+        "received_at": now,
+    }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -12,23 +11,11 @@ from sqlalchemy import text
 
 from agent.store.db import make_engine, migrate
 from agent.store.writer import EventWriter
+from tests.support import writer_event
 
 
 def _event(i: int) -> dict[str, Any]:
-    now = dt.datetime.now(dt.UTC)
-    return {
-        "service": "svc",
-        "context": "",
-        "error_type": "TimeoutError",
-        "error_message": f"call {i} timed out",
-        "severity": "high",
-        "kind": "error",
-        "stack_trace": None,
-        "stack_truncated": False,
-        "additional_data": {},
-        "timestamp": now,
-        "received_at": now,
-    }
+    return writer_event(message=f"call {i} timed out", severity="high")
 
 
 def _writer(tmp_path: Path) -> EventWriter:
