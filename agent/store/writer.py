@@ -215,12 +215,6 @@ class EventWriter:
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            self._loop()
-        finally:
-            self._committer.close()
-
-    def _loop(self) -> None:
         self._fold()  # what a process that died before its fold left
         while True:
             try:
@@ -307,14 +301,12 @@ class EventWriter:
 
     def _commit_retrying(self, batch: list[Work], attempts: int = 5) -> Results:
         """`Committer.commit`, again when PostgreSQL picked this transaction as a deadlock victim (replicas or the
-        merge pass updating the same pattern rows) or its connection died (the database restarted): the
-        transaction rolled back whole, so a retry on a new connection is exact."""
+        merge pass updating the same pattern rows): the transaction rolled back whole, so a retry is exact."""
         for attempt in range(1, attempts + 1):
             try:
                 return self._commit(batch)
             except OperationalError as exc:
-                retryable = getattr(exc.orig, "sqlstate", None) in _RETRYABLE or exc.connection_invalidated
-                if attempt == attempts or not retryable:
+                if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
                     raise
                 log.info("writer transaction hit %s; retrying (attempt %d)", type(exc.orig).__name__, attempt)
                 self._committer.reset()
