@@ -158,9 +158,8 @@ def serve_many(settings: Settings, *, host: str, port: int, workers: int) -> Non
             raise SystemExit(3) from exc
         bound = sock.getsockname()
         log.info("errlearn listening on http://%s:%s with %d API processes", bound[0], bound[1], workers)
-        with contextlib.suppress(KeyboardInterrupt):
+        with sock, contextlib.suppress(KeyboardInterrupt):
             Multiprocess(config, sockets=[sock]).run()
-        sock.close()
     finally:
         if background is not None and background.is_alive():
             background.terminate()

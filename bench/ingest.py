@@ -31,7 +31,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.support import ADMIN_KEY, INGEST_KEY, crash_once, free_port  # noqa: E402
+from tests.support import ADMIN_KEY, INGEST_KEY, crash_once, free_port, tcp_sockets  # noqa: E402
 
 EVENT = {
     "service": "ai-orchestrator",
@@ -91,8 +91,7 @@ def wait_listening(port: int, sockets: int, timeout: float = 120) -> None:
     as soon as the first is up, and connections opened before the others listen would all go to it)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
-        if sum(1 for f in rows if int(f[1].split(":")[1], 16) == port and f[3] == "0A") >= sockets:
+        if len(tcp_sockets(port, "0A")) >= sockets:
             return
         time.sleep(0.2)
     raise TimeoutError(f"{sockets} listening sockets on port {port}")

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from agent.serve_workers import usable_cores
-from tests.support import INGEST_KEY, LiveServer
+from tests.support import INGEST_KEY, LiveServer, tcp_sockets
 
 
 def test_usable_cores_follows_the_affinity_mask() -> None:
@@ -179,16 +179,6 @@ def _socket_owners(pids: list[int]) -> dict[int, int]:
     return owners
 
 
-def _tcp_sockets(port: int, state: str) -> list[int]:
-    """Inodes of the IPv4 sockets on local `port` in `state` ("0A" listening, "01" established)."""
-    out = []
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        f = line.split()
-        if int(f[1].split(":")[1], 16) == port and f[3] == state:
-            out.append(int(f[9]))
-    return out
-
-
 @pytest.mark.slow
 def test_each_api_process_listens_on_its_own_socket_and_connections_reach_both(tmp_path: Path) -> None:
     """SO_REUSEPORT (`agent.listen`): with one shared socket, the first process to wake took every waiting
@@ -205,20 +195,20 @@ def test_each_api_process_listens_on_its_own_socket_and_connections_reach_both(t
         while time.monotonic() < deadline:
             children = _children(server.proc.pid)
             owners = _socket_owners(children)
-            listening = {owners[i] for i in _tcp_sockets(port, "0A") if i in owners}
+            listening = {owners[i] for i in tcp_sockets(port, "0A") if i in owners}
             if len(listening) == 2:
                 break
             time.sleep(0.2)
         assert len(listening) == 2, "each API process listens on a socket of its own"
         supervisor = _socket_owners([server.proc.pid])
         # The supervisor's own socket is bound, not listening: a listening one would take connections nobody serves.
-        assert not [i for i in _tcp_sockets(port, "0A") if i in supervisor]
+        assert not [i for i in tcp_sockets(port, "0A") if i in supervisor]
         for _ in range(32):  # 32 keep-alive connections: all on one of 2 processes by chance is 2 in 2**32
             client = httpx.Client(base_url=server.url, timeout=30)
             assert client.get("/health").status_code == 200
             clients.append(client)
         owners = _socket_owners(_children(server.proc.pid))
-        served = [owners[i] for i in _tcp_sockets(port, "01") if i in owners]
+        served = [owners[i] for i in tcp_sockets(port, "01") if i in owners]
         assert len(served) == 32
         assert set(served) == listening, f"connections per process: {[served.count(p) for p in listening]}"
     finally:

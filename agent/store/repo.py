@@ -38,19 +38,7 @@ def _event(row: Any) -> ErrorEvent:
     )
 
 
-def _pattern(row: Any, pending: Pending | None = None) -> Pattern:
-    """A pattern row as a domain object, plus what tallies not folded yet add (`agent.store.tallies`)."""
-    if pending is not None:
-        p = _pattern(row)
-        severity = Severity(pending.max_severity)
-        return p.model_copy(
-            update={
-                "count": p.count + pending.n,
-                "last_seen": max(p.last_seen, pending.last_seen),
-                "max_severity": severity if severity.rank > p.max_severity.rank else p.max_severity,
-                "resolved": False,  # a recurring pattern reopens, as the fold will record
-            }
-        )
+def _pattern(row: Any) -> Pattern:
     return Pattern(
         id=row.id,
         fingerprint=row.fingerprint,
@@ -80,9 +68,24 @@ def get_events(conn: Connection, event_ids: Sequence[str]) -> list[ErrorEvent]:
     return [_event(r) for r in rows]
 
 
+def _with_pending(p: Pattern, pending: Pending | None) -> Pattern:
+    """A pattern plus what tallies not folded yet add to it (`agent.store.tallies`)."""
+    if pending is None:
+        return p
+    severity = Severity(pending.max_severity)
+    return p.model_copy(
+        update={
+            "count": p.count + pending.n,
+            "last_seen": max(p.last_seen, pending.last_seen),
+            "max_severity": severity if severity.rank > p.max_severity.rank else p.max_severity,
+            "resolved": False,  # a recurring pattern reopens, as the fold will record
+        }
+    )
+
+
 def _patterns(conn: Connection, rows: Sequence[Any]) -> list[Pattern]:
     pending = pending_patterns(conn, [r.id for r in rows])
-    return [_pattern(r, pending.get(r.id)) for r in rows]
+    return [_with_pending(_pattern(r), pending.get(r.id)) for r in rows]
 
 
 def get_pattern(conn: Connection, pattern_id: str) -> Pattern | None:

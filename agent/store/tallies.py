@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,9 +46,9 @@ class Pending:
     max_severity: str
 
 
-def _combine(rows: Iterable[tuple[str, int, Any, str]]) -> dict[str, Pending]:
-    """Per pattern: events summed, the latest `last_seen` (datetimes, or SQLite's stored text), the highest
-    severity."""
+def _combine(rows: Iterable[tuple[str, int, Any, str]]) -> dict[str, tuple[int, Any, str]]:
+    """Per pattern: (events summed, the latest `last_seen`, the highest severity). `last_seen` is a datetime,
+    or in the fold SQLite's stored text, which sorts as its time does."""
     acc: dict[str, list[Any]] = {}
     for pid, n, seen, sev in rows:
         rank = SEVERITY_RANK.get(sev, -1)
@@ -60,7 +61,7 @@ def _combine(rows: Iterable[tuple[str, int, Any, str]]) -> dict[str, Pending]:
             a[1] = seen
         if rank > a[2]:
             a[2] = rank
-    return {pid: Pending(n, seen, _NAMES.get(rank, "low")) for pid, (n, seen, rank) in acc.items()}
+    return {pid: (n, seen, _NAMES.get(rank, "low")) for pid, (n, seen, rank) in acc.items()}
 
 
 def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
@@ -73,22 +74,15 @@ def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
     # fold of many thousands of tallies pays no type processing per row.
     taken = conn.exec_driver_sql("DELETE FROM pattern_tallies RETURNING pattern_id, n, last_seen, max_severity").all()
     pending = _combine((r[0], r[1], r[2], r[3]) for r in taken)
-    sql.add_to_patterns(
-        conn, [(pid, p.n, p.last_seen, p.max_severity) for pid, p in sorted(pending.items())], stored=True
-    )
+    sql.add_to_patterns(conn, [(pid, *added) for pid, added in sorted(pending.items())], stored=True)
     counted = conn.exec_driver_sql("DELETE FROM counter_tallies RETURNING name, value").all()
     sums: dict[str, int] = {}
     for name, value in counted:
         sums[name] = sums.get(name, 0) + int(value)
-    add_counters(conn, sums)
-    return len(taken) + len(counted)
-
-
-def add_counters(conn: Connection, counters: dict[str, int]) -> None:
-    """Add to the `counters` rows directly (one executemany upsert, in name order)."""
-    if counters:
-        rows = [{"name": k, "value": v} for k, v in sorted(counters.items())]
+    if sums:  # one executemany upsert, in name order
+        rows = [{"name": k, "value": v} for k, v in sorted(sums.items())]
         conn.execute(_counter_upsert(conn.dialect.name), rows)
+    return len(taken) + len(counted)
 
 
 @functools.cache
@@ -107,16 +101,18 @@ def pending_patterns(conn: Connection, pattern_ids: Sequence[str] | None = None)
         if not pattern_ids:
             return {}
         stmt = stmt.where(t.pattern_id.in_(list(pattern_ids)))
-    return _combine((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
+    combined = _combine((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
+    return {pid: Pending(*added) for pid, added in combined.items()}
 
 
 def seen_since(since: dt.datetime, *, strict: bool = False) -> ColumnElement[bool]:
     """A WHERE clause on `patterns`: seen at or after `since` (after, with `strict`), counting tallies not
     folded yet (one uncorrelated scan of the small tally table, not a lookup per pattern)."""
+    after = operator.gt if strict else operator.ge
     t = PATTERN_TALLIES.c
-    if strict:
-        return or_(PATTERNS.c.last_seen > since, PATTERNS.c.id.in_(select(t.pattern_id).where(t.last_seen > since)))
-    return or_(PATTERNS.c.last_seen >= since, PATTERNS.c.id.in_(select(t.pattern_id).where(t.last_seen >= since)))
+    return or_(
+        after(PATTERNS.c.last_seen, since), PATTERNS.c.id.in_(select(t.pattern_id).where(after(t.last_seen, since)))
+    )
 
 
 def pending_counters(conn: Connection) -> dict[str, int]:

@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -31,6 +31,7 @@ from agent.store.sink_queue import Sink
 __all__ = ["CommitRecorder", "EventWriter", "PatternHook", "Stored", "WriterBusy", "WriterStopped"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _RETRYABLE = {"40P01", "40001"}
 """PostgreSQL deadlock_detected and serialization_failure."""
 
@@ -256,19 +257,10 @@ class EventWriter:
     def _fold(self) -> None:
         """Fold the tallies; on failure they stay where they are, for the next fold (no count is lost)."""
         self._folded_at = time.monotonic()
-        for attempt in range(1, 4):
-            try:
-                self._committer.fold()
-                return
-            except OperationalError as exc:
-                retry = getattr(exc.orig, "sqlstate", None) in _RETRYABLE and attempt < 3
-                if not retry:
-                    log.warning("folding tallies failed (they stay for the next fold): %s", exc)
-                    return
-                time.sleep(0.01 * attempt)
-            except Exception:
-                log.exception("folding tallies failed (they stay for the next fold)")
-                return
+        try:
+            self._retrying(self._committer.fold, attempts=3)
+        except Exception:
+            log.exception("folding tallies failed (they stay for the next fold)")
 
     def _process(self, batch: list[Work]) -> None:
         started = time.perf_counter()  # metrics
@@ -300,11 +292,14 @@ class EventWriter:
                 log.exception("on_committed hook failed")
 
     def _commit_retrying(self, batch: list[Work], attempts: int = 5) -> Results:
-        """`Committer.commit`, again when PostgreSQL picked this transaction as a deadlock victim (replicas or the
-        merge pass updating the same pattern rows): the transaction rolled back whole, so a retry is exact."""
+        return self._retrying(lambda: self._commit(batch), attempts=attempts)
+
+    def _retrying(self, transaction: Callable[[], T], *, attempts: int) -> T:
+        """Run a writer transaction, again when PostgreSQL picked it as a deadlock victim (replicas, a fold or the
+        merge pass updating the same pattern rows): it rolled back whole, so a retry is exact."""
         for attempt in range(1, attempts + 1):
             try:
-                return self._commit(batch)
+                return transaction()
             except OperationalError as exc:
                 if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
                     raise
