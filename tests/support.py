@@ -231,7 +231,7 @@ def writer_event(
         "error_type": error_type,
         "error_message": message,
         "severity": severity,
-        "kind": "error",
+        "kind": "runtime",
         "stack_trace": None,
         "stack_truncated": False,
         "additional_data": {},

@@ -17,6 +17,7 @@ from agent.recovery.guard import Checked
 from agent.recovery.models import OPEN_STATUSES, AuditEntry, AuditKind, Proposal, ProposalStatus
 from agent.recovery.policy import RunRecord, RunResult
 from agent.recovery.tables import RecoveryAuditRow, RecoveryProposalRow
+from agent.store import pattern_index
 from agent.store.tables import EventRow
 
 PROPOSALS = cast(Table, RecoveryProposalRow.__table__)
@@ -302,6 +303,6 @@ def count_events(conn: Connection, pattern_id: str, start: dt.datetime, end: dt.
     n = conn.execute(
         select(func.count())
         .select_from(EVENTS)
-        .where(EVENTS.c.pattern_id == pattern_id, EVENTS.c.received_at >= start, EVENTS.c.received_at < end)
+        .where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pattern_id, since=start, until=end)))
     ).scalar()
     return int(n or 0)

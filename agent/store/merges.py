@@ -25,7 +25,7 @@ from agent.ingest.grouping import group_event
 from agent.ingest.merge import Template, find_groups
 from agent.ingest.template import shape
 from agent.settings import Settings
-from agent.store import tallies
+from agent.store import pattern_index, tallies
 from agent.store.aliases import bump_version
 from agent.store.tables import EventRow, PatternAliasRow, PatternRow, table_of
 
@@ -168,7 +168,7 @@ def _move_stragglers(conn: Connection) -> int:
     for source, target in conn.execute(
         select(PATTERNS.c.id, PATTERNS.c.merged_into).where(PATTERNS.c.merged_into.is_not(None), PATTERNS.c.count > 0)
     ).all():
-        moved += conn.execute(update(EVENTS).where(EVENTS.c.pattern_id == source).values(pattern_id=target)).rowcount
+        moved += pattern_index.move(conn, source, target)
         _recount(conn, [source, target])
     return moved
 
@@ -177,12 +177,14 @@ def _recount(conn: Connection, pattern_ids: Sequence[str]) -> None:
     for pid in pattern_ids:
         n, first, last = conn.execute(
             select(func.count(), func.min(EVENTS.c.timestamp), func.max(EVENTS.c.timestamp)).where(
-                EVENTS.c.pattern_id == pid
+                EVENTS.c.id.in_(pattern_index.ids_of(conn, pid))
             )
         ).one()
         values: dict[str, object] = {"count": n}
         if n:
-            sevs = conn.execute(select(EVENTS.c.severity).where(EVENTS.c.pattern_id == pid).distinct()).scalars()
+            sevs = conn.execute(
+                select(EVENTS.c.severity).where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pid))).distinct()
+            ).scalars()
             values.update(
                 first_seen=first, last_seen=last, max_severity=max((Severity(s) for s in sevs), key=lambda s: s.rank)
             )
@@ -232,15 +234,14 @@ def unmerge(engine: Engine, pattern_id: str, *, actor: str) -> dict[str, object]
             for ev in conn.execute(
                 select(
                     EVENTS.c.id, EVENTS.c.service, EVENTS.c.error_type, EVENTS.c.error_message, EVENTS.c.stack_trace
-                ).where(EVENTS.c.pattern_id == target)
+                ).where(EVENTS.c.id.in_(pattern_index.ids_of(conn, target)))
             )
             if group_event(
                 service=ev.service, error_type=ev.error_type, message=ev.error_message, stack_trace=ev.stack_trace
             ).fingerprint
             == row.fingerprint
         ]
-        for start in range(0, len(back), 500):
-            conn.execute(update(EVENTS).where(EVENTS.c.id.in_(back[start : start + 500])).values(pattern_id=pattern_id))
+        pattern_index.move(conn, target, pattern_id, back)
         _recount(conn, [pattern_id, target])
         conn.execute(
             update(PATTERNS)

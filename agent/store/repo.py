@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, desc, func, insert, or_, select, update
 
 from agent.domain import ErrorEvent, EventKind, GroupMethod, Pattern, Severity
+from agent.store import pattern_index
 from agent.store.tables import CounterRow, EventRow, JobRow, LearningRunRow, MetaRow, PatternRow, table_of
 from agent.store.tallies import Pending, clear_counter_tallies, pending_counters, pending_patterns, seen_since
 
@@ -103,9 +104,8 @@ def get_patterns(conn: Connection, pattern_ids: Sequence[str]) -> list[Pattern]:
 def recent_events(conn: Connection, pattern_id: str, limit: int = 10) -> list[ErrorEvent]:
     rows = conn.execute(
         select(EVENTS)
-        .where(EVENTS.c.pattern_id == pattern_id)
+        .where(EVENTS.c.id.in_(pattern_index.newest(conn, pattern_id, limit)))
         .order_by(desc(EVENTS.c.received_at), desc(EVENTS.c.id))
-        .limit(limit)
     ).all()
     return [_event(r) for r in rows]
 

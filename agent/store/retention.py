@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, select, update
 
+from agent.store import pattern_index
 from agent.store.retention_refs import ReferencedIds, default_references
 from agent.store.sink_rotation import SinkPlan, SinkRotation
 from agent.store.tables import EventRow, PatternRow, table_of
@@ -366,12 +367,7 @@ class Retention:
 
     def _newest(self) -> Select[Any]:
         """A pattern's newest `keep_samples` events (newest received first, ties by id); built once, run per pattern."""
-        return (
-            select(EVENTS.c.id)
-            .where(EVENTS.c.pattern_id == bindparam("pattern"))
-            .order_by(EVENTS.c.received_at.desc(), EVENTS.c.id.desc())
-            .limit(self.keep_samples)
-        )
+        return pattern_index.newest(self.engine, bindparam("pattern"), self.keep_samples)
 
     def _delete(
         self, page: list[_Candidate], cutoff: dt.datetime, queries: list[Select[Any]]
@@ -384,8 +380,10 @@ class Retention:
             ref = sub.c[0]
             stmt = stmt.where(EVENTS.c.id.not_in(select(ref).where(ref.is_not(None))))
         with self.engine.begin() as conn:
-            gone = list(conn.execute(stmt.returning(EVENTS.c.id)).scalars())
-            moved = self._repoint(conn, gone, {by_id[i].pattern_id for i in gone}) if gone else 0
+            deleted = conn.execute(stmt.returning(EVENTS.c.id, EVENTS.c.pattern_id, EVENTS.c.received_at)).all()
+            pattern_index.forget(conn, [(r[0], r[1], r[2]) for r in deleted])
+            gone = [r[0] for r in deleted]
+            moved = self._repoint(conn, gone, {r[1] for r in deleted}) if gone else 0
         return [by_id[i] for i in gone], moved
 
     @staticmethod
@@ -394,16 +392,13 @@ class Retention:
 
         Patterns are looked up by primary key, as `sample_event_id` has no index.
         """
-        newest = (
-            select(EVENTS.c.id)
-            .where(EVENTS.c.pattern_id == PATTERNS.c.id)
-            .order_by(EVENTS.c.received_at.desc(), EVENTS.c.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        result = conn.execute(
-            update(PATTERNS)
-            .where(PATTERNS.c.id.in_(sorted(pattern_ids)), PATTERNS.c.sample_event_id.in_(gone))
-            .values(sample_event_id=newest)
-        )
-        return int(result.rowcount)
+        moved = 0
+        for pid in sorted(pattern_ids):
+            newest = pattern_index.newest(conn, pid, 1).scalar_subquery()
+            result = conn.execute(
+                update(PATTERNS)
+                .where(PATTERNS.c.id == pid, PATTERNS.c.sample_event_id.in_(gone))
+                .values(sample_event_id=newest)
+            )
+            moved += int(result.rowcount)
+        return moved

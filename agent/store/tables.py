@@ -59,6 +59,36 @@ class EventRow(Base):
     )
 
 
+class EventPatternIndexRow(Base):
+    """SQLite only: events by pattern, filled in sorted runs by the fold instead of per commit (issue 13).
+
+    A B-tree index on `events (pattern_id, received_at)` took each commit's rows at as many places as the
+    commit had patterns, one page each: a batch spread over 3,000 patterns wrote ~20x the pages of a batch of
+    one. `agent.store.pattern_index.fold` appends what committed since the last fold in key order, so a page
+    takes many rows at once. Events not folded yet (the tail: rowid above `EventIndexMarkRow.last_rowid`)
+    are read from `events` directly. PostgreSQL keeps `ix_events_pattern_received` (no commit-ordered rowid).
+    """
+
+    __tablename__ = "event_pattern_index"
+
+    pattern_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+
+class EventIndexMarkRow(Base):
+    """SQLite only, one row: the highest `events` rowid that `event_pattern_index` holds. SQLite commits one
+    writer at a time and gives a new row the highest rowid + 1, so rowids above the mark are exactly the
+    events committed since the last fold."""
+
+    __tablename__ = "event_index_mark"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_rowid: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+
+
 class PatternRow(Base):
     __tablename__ = "patterns"
 

@@ -27,6 +27,7 @@ from sqlalchemy import Connection, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
+from agent.store import pattern_index
 from agent.store.batch_sql import SEVERITY_RANK, BatchSQL
 from agent.store.tables import CounterRow, CounterTallyRow, PatternRow, PatternTallyRow, table_of
 
@@ -70,6 +71,7 @@ def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
     Returns the tally rows folded. Pattern rows are updated in id order and counters in name order: one lock
     order for every writer and fold, so replicas do not deadlock on them."""
     sql = sql or BatchSQL(conn.dialect.name)
+    pattern_index.fold(conn)  # SQLite: the events committed since, into the by-pattern index
     # Driver SQL: `last_seen` goes back as the column stored it (SQLite's text sorts as its time does), so a
     # fold of many thousands of tallies pays no type processing per row.
     taken = conn.exec_driver_sql("DELETE FROM pattern_tallies RETURNING pattern_id, n, last_seen, max_severity").all()

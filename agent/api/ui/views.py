@@ -16,7 +16,7 @@ from agent.api.ui import charts
 from agent.api.ui.deps import guide_of, recovery_of
 from agent.bootstrap import Services
 from agent.domain import Severity
-from agent.store import diagnoses
+from agent.store import diagnoses, pattern_index
 from agent.store.tables import EventRow, KnowledgeRow, PatternRow
 
 log = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def timeline(services: Services, pattern_id: str, first_seen: dt.datetime) -> di
         b = _bucket_expr(conn, bucket).label("b")
         rows = conn.execute(
             select(b, func.count())
-            .where(EVENTS.c.pattern_id == pattern_id, EVENTS.c.received_at >= keys[0])
+            .where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pattern_id, since=keys[0])))
             .group_by(b)
         ).all()
     counts = {str(r[0]): int(r[1]) for r in rows}

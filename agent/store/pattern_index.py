@@ -1,0 +1,178 @@
+"""Events by pattern. PostgreSQL: the `events (pattern_id, received_at)` index. SQLite: a sorted index table
+that the fold fills, plus the tail of events committed since.
+
+Why SQLite differs: a B-tree index on `(pattern_id, received_at)` takes a commit's rows at one place per
+pattern, one page each, so a batch over 3,000 patterns wrote ~20x the pages of a batch of one error and
+ingest ran at half the rate (issue 13). `fold` instead appends what committed since the last fold, in key
+order, so each page takes all of its rows at once. SQLite commits one writer at a time and numbers a new
+row max(rowid) + 1, so "rowid above the mark" is exactly "committed since the last fold", on every process
+sharing the file. PostgreSQL has no such commit-ordered position (sequence values are taken before
+commit), and logs index tuples rather than pages, so it keeps its index.
+
+Readers do not care which: `ids_of` and `newest_ids` cover the folded index and the tail alike, and
+`move` / `forget` keep the index true when merges and retention change events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    func,
+    literal_column,
+    select,
+    union_all,
+    update,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from agent.store.tables import EventIndexMarkRow, EventPatternIndexRow, EventRow, table_of
+
+EVENTS = table_of(EventRow)
+INDEX = table_of(EventPatternIndexRow)
+MARK = table_of(EventIndexMarkRow)
+_ROWID: ColumnElement[int] = literal_column("events.rowid")
+
+
+def deferred(conn: Connection | Engine) -> bool:
+    """Whether this database indexes events by pattern in the fold (SQLite) rather than per commit."""
+    return conn.dialect.name == "sqlite"
+
+
+def in_tail() -> ColumnElement[bool]:
+    """SQLite: events committed since the last fold (not in `event_pattern_index` yet)."""
+    mark = select(func.coalesce(func.max(MARK.c.last_rowid), 0)).scalar_subquery()
+    return mark < _ROWID
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a pattern's events are listed: the table, its columns naming pattern, receipt time and event, and
+    a filter."""
+
+    table: Table
+    pattern_id: ColumnElement[Any]
+    received_at: ColumnElement[Any]
+    event_id: ColumnElement[Any]
+    where: tuple[ColumnElement[bool], ...] = ()
+
+
+def sources(conn: Connection | Engine) -> list[Source]:
+    """Every place that lists events by pattern; together they hold each event once."""
+    if not deferred(conn):
+        return [Source(EVENTS, EVENTS.c.pattern_id, EVENTS.c.received_at, EVENTS.c.id)]
+    return [
+        Source(INDEX, INDEX.c.pattern_id, INDEX.c.received_at, INDEX.c.event_id),
+        Source(EVENTS, EVENTS.c.pattern_id, EVENTS.c.received_at, EVENTS.c.id, (in_tail(),)),
+    ]
+
+
+def ids_of(
+    conn: Connection, pattern: Any, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> Select[Any] | CompoundSelect[Any]:
+    """The ids of a pattern's events (received in [since, until) when given), for `EVENTS.c.id.in_(...)`.
+
+    `pattern` is an id or a SQL expression (a bind parameter)."""
+    selects = []
+    for s in sources(conn):
+        q = select(s.event_id.label("event_id")).where(s.pattern_id == pattern, *s.where)
+        if since is not None:
+            q = q.where(s.received_at >= since)
+        if until is not None:
+            q = q.where(s.received_at < until)
+        selects.append(q)
+    return selects[0] if len(selects) == 1 else union_all(*selects)
+
+
+def newest(conn: Connection | Engine, pattern: Any, limit: int) -> Select[Any]:
+    """A statement of the ids of a pattern's `limit` newest events: newest received first, ties by id.
+
+    One statement (each source's newest, then the newest of those), so it reads one snapshot even while a
+    fold moves tail rows into the index."""
+    order = (EVENTS.c.received_at.desc(), EVENTS.c.id.desc())
+    if not deferred(conn):
+        return select(EVENTS.c.id).where(EVENTS.c.pattern_id == pattern).order_by(*order).limit(limit)
+    arms = [
+        select(s.event_id.label("event_id"))
+        .where(s.pattern_id == pattern, *s.where)
+        .order_by(s.received_at.desc(), s.event_id.desc())
+        .limit(limit)
+        .subquery()
+        for s in sources(conn)
+    ]
+    candidates = union_all(*(select(a.c.event_id) for a in arms))
+    return select(EVENTS.c.id).where(EVENTS.c.id.in_(candidates)).order_by(*order).limit(limit)
+
+
+def fold(conn: Connection) -> int:
+    """SQLite: move the tail into the index, in key order, in the caller's write transaction; rows moved.
+
+    The caller holds SQLite's write lock (`lock_for_write` or a first write), so no commit lands between the
+    copy and the new mark."""
+    if not deferred(conn):
+        return 0
+    moved = conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO event_pattern_index (pattern_id, received_at, event_id) "
+        "SELECT pattern_id, received_at, id FROM events "
+        "WHERE rowid > (SELECT coalesce(max(last_rowid), 0) FROM event_index_mark) "
+        "ORDER BY pattern_id, received_at, id"
+    ).rowcount
+    conn.exec_driver_sql(
+        "INSERT INTO event_index_mark (id, last_rowid) SELECT 1, coalesce(max(rowid), 0) FROM events WHERE true "
+        "ON CONFLICT (id) DO UPDATE SET last_rowid = excluded.last_rowid "
+        "WHERE event_index_mark.last_rowid < excluded.last_rowid"
+    )
+    return max(int(moved), 0)
+
+
+def move(conn: Connection, source: str, target: str, event_ids: Sequence[str] | None = None) -> int:
+    """Events of `source` (all, or those of `event_ids`) become `target`'s; returns how many moved."""
+    if event_ids is not None and not event_ids:
+        return 0
+    moved = 0
+    chunks: Iterable[Sequence[str] | None] = (
+        [None] if event_ids is None else (event_ids[i : i + 500] for i in range(0, len(event_ids), 500))
+    )
+    for chunk in chunks:
+        stmt = update(EVENTS)
+        if chunk is None:
+            stmt = stmt.where(
+                EVENTS.c.id.in_(ids_of(conn, source)) if deferred(conn) else EVENTS.c.pattern_id == source
+            )
+        else:  # `events.pattern_id` is the truth; the index follows it
+            stmt = stmt.where(EVENTS.c.id.in_(list(chunk)), EVENTS.c.pattern_id == source)
+        moved += conn.execute(stmt.values(pattern_id=target)).rowcount
+        if deferred(conn):
+            index = update(INDEX).where(INDEX.c.pattern_id == source)
+            if chunk is not None:
+                index = index.where(INDEX.c.event_id.in_(list(chunk)))
+            conn.execute(index.values(pattern_id=target))
+    return moved
+
+
+def forget(conn: Connection, deleted: Sequence[tuple[str, str, dt.datetime]]) -> None:
+    """After deleting events (`(event_id, pattern_id, received_at)` as they were): drop their index rows,
+    and bring the mark down to the highest rowid left, so rowids SQLite hands out again are read as tail."""
+    if not deferred(conn) or not deleted:
+        return
+    row = and_(
+        INDEX.c.pattern_id == bindparam("p", type_=INDEX.c.pattern_id.type),
+        INDEX.c.received_at == bindparam("r", type_=INDEX.c.received_at.type),
+        INDEX.c.event_id == bindparam("e", type_=INDEX.c.event_id.type),
+    )
+    conn.execute(delete(INDEX).where(row), [{"p": p, "r": r, "e": e} for e, p, r in deleted])
+    conn.exec_driver_sql(
+        "UPDATE event_index_mark SET last_rowid = (SELECT coalesce(max(rowid), 0) FROM events) "
+        "WHERE last_rowid > (SELECT coalesce(max(rowid), 0) FROM events)"
+    )

@@ -1,0 +1,171 @@
+"""Events by pattern: the same answers before and after the fold, on both databases.
+
+SQLite lists a pattern's events in `event_pattern_index`, which the fold fills, plus the tail of events
+committed since (rowid above the mark); PostgreSQL uses its `events` index. Readers (recent events, counts
+in a window, the guide's prevention metrics), merges, unmerges and retention must not see the difference.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from sqlalchemy import Engine, func, select, text
+
+from agent.store import pattern_index, repo
+from agent.store.db import alembic_config, make_engine, migrate
+from agent.store.writer import EventWriter
+from tests.support import writer_event
+
+T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
+
+
+@contextmanager
+def _writer(url: str) -> Iterator[tuple[Engine, EventWriter]]:
+    engine = make_engine(url)
+    migrate(engine)
+    writer = EventWriter(engine, fold_every_s=3600)  # no fold unless the test asks for one
+    writer.start()
+    try:
+        yield engine, writer
+    finally:
+        writer.stop()
+        engine.dispose()
+
+
+def _fold(engine: Engine) -> int:
+    with engine.begin() as conn:
+        return pattern_index.fold(conn)
+
+
+def _view(engine: Engine, pattern_id: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        window = pattern_index.ids_of(
+            conn, pattern_id, since=T0 + dt.timedelta(minutes=2), until=T0 + dt.timedelta(minutes=5)
+        )
+        return {
+            "recent": [e.id for e in repo.recent_events(conn, pattern_id, 4)],
+            "all": sorted(conn.execute(pattern_index.ids_of(conn, pattern_id)).scalars()),
+            "window": sorted(conn.execute(window).scalars()),
+        }
+
+
+def _index_rows(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {(r[0], r[1]) for r in conn.execute(text("SELECT event_id, pattern_id FROM event_pattern_index"))}
+
+
+def _event_rows(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {(r[0], r[1]) for r in conn.execute(text("SELECT id, pattern_id FROM events"))}
+
+
+def test_readers_see_the_same_events_before_and_after_the_fold(database_url: str) -> None:
+    with _writer(database_url) as (engine, writer):
+        stored = [
+            writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(7)
+        ]
+        writer.write_sync([writer_event("KeyError", at=T0)])  # another pattern, not listed with the first
+        pid = stored[0].pattern_id
+        ids = [s.event_id for s in stored]
+        before = _view(engine, pid)
+        assert before == {"recent": ids[::-1][:4], "all": sorted(ids), "window": sorted(ids[2:5])}
+        moved = _fold(engine)
+        assert _view(engine, pid) == before
+        if engine.dialect.name == "sqlite":
+            assert moved == 8
+            assert _index_rows(engine) == _event_rows(engine)
+            assert _fold(engine) == 0  # the mark moved: nothing is copied twice
+            # Half folded, half tail: a reader puts the two together.
+            more = [
+                writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=10 + i))])[0]
+                for i in range(2)
+            ]
+            after = _view(engine, pid)
+            assert after["recent"] == [more[1].event_id, more[0].event_id, ids[6], ids[5]]
+            assert after["all"] == sorted(ids + [m.event_id for m in more])
+
+
+def test_moves_keep_the_index_true(database_url: str) -> None:
+    with _writer(database_url) as (engine, writer):
+        a = [writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(3)]
+        b = writer.write_sync([writer_event("KeyError", at=T0)])[0]
+        _fold(engine)
+        tail = writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=9))])[0]  # not folded
+        with engine.begin() as conn:
+            assert pattern_index.move(conn, a[0].pattern_id, b.pattern_id) == 4  # folded and tail alike
+        with engine.begin() as conn:  # and back, by id (an unmerge)
+            back = [a[1].event_id, tail.event_id]
+            assert pattern_index.move(conn, b.pattern_id, a[0].pattern_id, back) == 2
+        assert _view(engine, a[0].pattern_id)["all"] == sorted(back)
+        assert _view(engine, b.pattern_id)["all"] == sorted([a[0].event_id, a[2].event_id, b.event_id])
+        _fold(engine)
+        if engine.dialect.name == "sqlite":
+            assert _index_rows(engine) == _event_rows(engine)
+
+
+def test_sqlite_rowids_handed_out_again_after_a_delete_are_read_as_tail(tmp_path: Path) -> None:
+    """SQLite numbers a new row max(rowid) + 1: once the newest events are deleted, new events get rowids
+    below the mark. `forget` (called by retention in its delete) brings the mark down, so they are listed."""
+    with _writer(f"sqlite:///{tmp_path / 'e.db'}") as (engine, writer):
+        old = [writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(3)]
+        pid = old[0].pattern_id
+        _fold(engine)
+        with engine.begin() as conn:
+            gone = conn.execute(
+                text("DELETE FROM events WHERE id IN (:a, :b) RETURNING id, pattern_id, received_at"),
+                {"a": old[1].event_id, "b": old[2].event_id},
+            ).all()
+            pattern_index.forget(conn, [(r[0], r[1], dt.datetime.fromisoformat(r[2])) for r in gone])
+        new = writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=30))])[0]
+        with engine.connect() as conn:  # the new event took a rowid the index had already passed
+            rowid = conn.execute(text("SELECT rowid FROM events WHERE id = :i"), {"i": new.event_id}).scalar_one()
+            assert rowid <= 3
+        assert _view(engine, pid)["recent"] == [new.event_id, old[0].event_id]
+        _fold(engine)
+        assert _index_rows(engine) == _event_rows(engine)
+
+
+def test_an_existing_sqlite_database_gets_its_index_filled(tmp_path: Path) -> None:
+    """The 0011 migration: events stored under the per-commit index are listed by pattern after the upgrade."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0010")
+    stored = []
+    with engine.begin() as conn:  # as the release before wrote them
+        for i in range(5):
+            conn.execute(
+                text(
+                    "INSERT INTO patterns (id, fingerprint, service, error_type, template, method, reason, first_seen,"
+                    " last_seen, count, max_severity, resolved, content_version, indexed_version)"
+                    " VALUES ('pat_a', 'fp', 'svc', 'E', 't', 'template', 'r', :t, :t, 5, 'low', 0, 1, 0)"
+                    " ON CONFLICT DO NOTHING"
+                ),
+                {"t": T0},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, pattern_id, service, context, error_type, error_message, severity, kind,"
+                    " stack_truncated, additional_data, timestamp, received_at)"
+                    " VALUES (:id, 'pat_a', 'svc', '', 'E', 'm', 'low', 'runtime', 0, '{}', :t, :t)"
+                ),
+                {
+                    "id": f"ev_{i}",
+                    "t": (T0 + dt.timedelta(minutes=i)).replace(tzinfo=None).isoformat(" ", "microseconds"),
+                },
+            )
+            stored.append(f"ev_{i}")
+    migrate(engine)
+    with engine.connect() as conn:
+        indexes = {r[1] for r in conn.execute(text("PRAGMA index_list(events)"))}
+        assert "ix_events_pattern_received" not in indexes
+        assert conn.execute(select(func.count()).select_from(pattern_index.INDEX)).scalar_one() == 5
+        assert [e.id for e in repo.recent_events(conn, "pat_a", 3)] == ["ev_4", "ev_3", "ev_2"]
+    assert _fold(engine) == 0  # the migration set the mark past what it copied
+    engine.dispose()
