@@ -15,7 +15,9 @@ from typing import Any
 
 from alembic import command
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy import event as sa_event
 
+from agent.guide import metrics
 from agent.store import pattern_index, repo
 from agent.store.db import alembic_config, make_engine, migrate
 from agent.store.writer import EventWriter
@@ -168,4 +170,36 @@ def test_an_existing_sqlite_database_gets_its_index_filled(tmp_path: Path) -> No
         assert conn.execute(select(func.count()).select_from(pattern_index.INDEX)).scalar_one() == 5
         assert [e.id for e in repo.recent_events(conn, "pat_a", 3)] == ["ev_4", "ev_3", "ev_2"]
     assert _fold(engine) == 0  # the migration set the mark past what it copied
+    engine.dispose()
+
+
+def test_sqlite_reads_by_pattern_use_the_index_and_read_the_tail_by_rowid(tmp_path: Path) -> None:
+    """No by-pattern read scans `events`: the planner must not read a time window through `ix_events_received`
+    or build an automatic index on `pattern_id` (each reads every event), only the tail by rowid range."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate(engine)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, _many: bool) -> None:
+        if "rowid" in statement:  # the by-pattern reads (they name the tail)
+            statements.append((statement, params))
+
+    sa_event.listen(engine, "before_cursor_execute", capture)
+    with engine.connect() as conn:
+        repo.recent_events(conn, "pat_x", 5)
+        conn.execute(select(func.count()).where(pattern_index.of_pattern(conn, "pat_x", since=T0, until=T0)))
+    metrics.prevention_metrics(engine, T0)
+    sa_event.remove(engine, "before_cursor_execute", capture)
+    assert len(statements) == 3
+    with engine.connect() as conn:
+        for statement, params in statements:
+            plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
+            on_events = [p for p in plan if p.startswith(("SCAN events", "SEARCH events"))]
+            assert on_events, plan
+            for step in on_events:
+                assert step in {
+                    "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)",
+                    "SEARCH events USING INDEX sqlite_autoindex_events_1 (id=?)",
+                    "SEARCH events USING COVERING INDEX sqlite_autoindex_events_1 (id=?)",
+                }, plan
     engine.dispose()

@@ -303,6 +303,6 @@ def count_events(conn: Connection, pattern_id: str, start: dt.datetime, end: dt.
     n = conn.execute(
         select(func.count())
         .select_from(EVENTS)
-        .where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pattern_id, since=start, until=end)))
+        .where(pattern_index.of_pattern(conn, pattern_id, since=start, until=end))
     ).scalar()
     return int(n or 0)

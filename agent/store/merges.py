@@ -177,13 +177,13 @@ def _recount(conn: Connection, pattern_ids: Sequence[str]) -> None:
     for pid in pattern_ids:
         n, first, last = conn.execute(
             select(func.count(), func.min(EVENTS.c.timestamp), func.max(EVENTS.c.timestamp)).where(
-                EVENTS.c.id.in_(pattern_index.ids_of(conn, pid))
+                pattern_index.of_pattern(conn, pid)
             )
         ).one()
         values: dict[str, object] = {"count": n}
         if n:
             sevs = conn.execute(
-                select(EVENTS.c.severity).where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pid))).distinct()
+                select(EVENTS.c.severity).where(pattern_index.of_pattern(conn, pid)).distinct()
             ).scalars()
             values.update(
                 first_seen=first, last_seen=last, max_severity=max((Severity(s) for s in sevs), key=lambda s: s.rank)
@@ -234,7 +234,7 @@ def unmerge(engine: Engine, pattern_id: str, *, actor: str) -> dict[str, object]
             for ev in conn.execute(
                 select(
                     EVENTS.c.id, EVENTS.c.service, EVENTS.c.error_type, EVENTS.c.error_message, EVENTS.c.stack_trace
-                ).where(EVENTS.c.id.in_(pattern_index.ids_of(conn, target)))
+                ).where(pattern_index.of_pattern(conn, target))
             )
             if group_event(
                 service=ev.service, error_type=ev.error_type, message=ev.error_message, stack_trace=ev.stack_trace

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    type_coerce,
     union_all,
     update,
 )
@@ -43,6 +44,13 @@ EVENTS = table_of(EventRow)
 INDEX = table_of(EventPatternIndexRow)
 MARK = table_of(EventIndexMarkRow)
 _ROWID: ColumnElement[int] = literal_column("events.rowid")
+# The tail's columns as no index serves them (SQLite's unary +), so the planner reads the tail by rowid range:
+# not every event of a time window through `ix_events_received`, nor all events into an automatic index on
+# `pattern_id` for a join.
+_TAIL_PATTERN: ColumnElement[str] = type_coerce(literal_column("+events.pattern_id"), EVENTS.c.pattern_id.type)
+_TAIL_RECEIVED: ColumnElement[dt.datetime] = type_coerce(
+    literal_column("+events.received_at"), EVENTS.c.received_at.type
+)
 
 
 def deferred(conn: Connection | Engine) -> bool:
@@ -74,7 +82,7 @@ def sources(conn: Connection | Engine) -> list[Source]:
         return [Source(EVENTS, EVENTS.c.pattern_id, EVENTS.c.received_at, EVENTS.c.id)]
     return [
         Source(INDEX, INDEX.c.pattern_id, INDEX.c.received_at, INDEX.c.event_id),
-        Source(EVENTS, EVENTS.c.pattern_id, EVENTS.c.received_at, EVENTS.c.id, (in_tail(),)),
+        Source(EVENTS, _TAIL_PATTERN, _TAIL_RECEIVED, EVENTS.c.id, (in_tail(),)),
     ]
 
 
@@ -93,6 +101,22 @@ def ids_of(
             q = q.where(s.received_at < until)
         selects.append(q)
     return selects[0] if len(selects) == 1 else union_all(*selects)
+
+
+def of_pattern(
+    conn: Connection, pattern: Any, *, since: dt.datetime | None = None, until: dt.datetime | None = None
+) -> ColumnElement[bool]:
+    """A WHERE clause on `events`: the event is the pattern's (and received in [since, until) when given).
+
+    PostgreSQL: on the event's own columns (its index); SQLite: by id, from the index and the tail."""
+    if deferred(conn):
+        return EVENTS.c.id.in_(ids_of(conn, pattern, since=since, until=until))
+    clauses = [EVENTS.c.pattern_id == pattern]
+    if since is not None:
+        clauses.append(EVENTS.c.received_at >= since)
+    if until is not None:
+        clauses.append(EVENTS.c.received_at < until)
+    return and_(*clauses)
 
 
 def newest(conn: Connection | Engine, pattern: Any, limit: int) -> Select[Any]:
@@ -147,9 +171,7 @@ def move(conn: Connection, source: str, target: str, event_ids: Sequence[str] | 
     for chunk in chunks:
         stmt = update(EVENTS)
         if chunk is None:
-            stmt = stmt.where(
-                EVENTS.c.id.in_(ids_of(conn, source)) if deferred(conn) else EVENTS.c.pattern_id == source
-            )
+            stmt = stmt.where(of_pattern(conn, source))
         else:  # `events.pattern_id` is the truth; the index follows it
             stmt = stmt.where(EVENTS.c.id.in_(list(chunk)), EVENTS.c.pattern_id == source)
         moved += conn.execute(stmt.values(pattern_id=target)).rowcount

@@ -148,9 +148,7 @@ def timeline(services: Services, pattern_id: str, first_seen: dt.datetime) -> di
     with services.core.engine.connect() as conn:
         b = _bucket_expr(conn, bucket).label("b")
         rows = conn.execute(
-            select(b, func.count())
-            .where(EVENTS.c.id.in_(pattern_index.ids_of(conn, pattern_id, since=keys[0])))
-            .group_by(b)
+            select(b, func.count()).where(pattern_index.of_pattern(conn, pattern_id, since=keys[0])).group_by(b)
         ).all()
     counts = {str(r[0]): int(r[1]) for r in rows}
     values = [counts.get(_key(k), 0) for k in keys]
