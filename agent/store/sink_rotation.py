@@ -1,6 +1,6 @@
 """Compress and expire the JSONL sink files (`logs/errors/*.jsonl`) that `JsonlSink` writes.
 
-`JsonlSink` rotates a file by size with `RotatingFileHandler`: `api-errors.jsonl` becomes `api-errors.jsonl.1`,
+`JsonlSink` rotates a file by size as `RotatingFileHandler` does: `api-errors.jsonl` becomes `api-errors.jsonl.1`,
 `.1` becomes `.2` and so on. This module takes those numbered files out of the handler's numbering by renaming them
 to a private name first (an atomic rename, so the handler and we never work on the same name), gzips them into
 `api-errors.jsonl.<UTC mtime>.gz`, then deletes archives that are older than the age limit or beyond the newest
