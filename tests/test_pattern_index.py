@@ -203,3 +203,23 @@ def test_sqlite_reads_by_pattern_use_the_index_and_read_the_tail_by_rowid(tmp_pa
                     "SEARCH events USING COVERING INDEX sqlite_autoindex_events_1 (id=?)",
                 }, plan
     engine.dispose()
+
+
+def test_sqlite_renumbered_rowids_rebuild_the_index(tmp_path: Path) -> None:
+    """A dump restored into a new file (or a VACUUM) may number events' rowids anew, the mark's included: the
+    fold sees another event at the mark and rebuilds the index from `events`, so nothing is lost from it."""
+    with _writer(f"sqlite:///{tmp_path / 'r.db'}") as (engine, writer):
+        first = [
+            writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(6)
+        ]
+        pid = first[0].pattern_id
+        _fold(engine)
+        with engine.begin() as conn:  # three deleted behind errlearn's back, then the rest renumbered 1..3
+            conn.execute(text("DELETE FROM events WHERE rowid IN (1, 2, 3)"))
+            conn.execute(text("UPDATE events SET rowid = rowid - 3"))
+        late = writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=30))])[0]
+        with engine.connect() as conn:  # it took rowid 4, below the mark (6): not in the tail, not indexed
+            assert conn.execute(text("SELECT rowid FROM events WHERE id = :i"), {"i": late.event_id}).scalar_one() == 4
+        _fold(engine)
+        assert _index_rows(engine) == _event_rows(engine)
+        assert _view(engine, pid)["recent"] == [late.event_id, *(s.event_id for s in first[:2:-1])]

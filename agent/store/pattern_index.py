@@ -16,6 +16,7 @@ Readers do not care which: `ids_of` and `newest_ids` cover the folded index and 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from agent.store.tables import EventIndexMarkRow, EventPatternIndexRow, EventRow, table_of
 
+log = logging.getLogger(__name__)
 EVENTS = table_of(EventRow)
 INDEX = table_of(EventPatternIndexRow)
 MARK = table_of(EventIndexMarkRow)
@@ -143,21 +145,36 @@ def fold(conn: Connection) -> int:
     """SQLite: move the tail into the index, in key order, in the caller's write transaction; rows moved.
 
     The caller holds SQLite's write lock (`lock_for_write` or a first write), so no commit lands between the
-    copy and the new mark."""
+    copy and the new mark. The mark names its event too: if the event at the mark's rowid is not that one,
+    the rowids were renumbered behind errlearn's back (a dump restored into a new file, a VACUUM, which may
+    renumber), and the index is rebuilt from `events` instead."""
     if not deferred(conn):
         return 0
+    mark = conn.exec_driver_sql("SELECT last_rowid, last_event_id FROM event_index_mark WHERE id = 1").first()
+    last_rowid = int(mark[0]) if mark is not None else 0
+    at = conn.exec_driver_sql("SELECT id FROM events WHERE rowid = ?", (last_rowid,)).scalar() if last_rowid else None
+    if mark is not None and last_rowid and at != mark[1]:
+        log.warning("events were renumbered (restored or vacuumed): rebuilding the events-by-pattern index")
+        conn.exec_driver_sql("DELETE FROM event_pattern_index")
+        last_rowid = 0
     moved = conn.exec_driver_sql(
         "INSERT OR IGNORE INTO event_pattern_index (pattern_id, received_at, event_id) "
-        "SELECT pattern_id, received_at, id FROM events "
-        "WHERE rowid > (SELECT coalesce(max(last_rowid), 0) FROM event_index_mark) "
-        "ORDER BY pattern_id, received_at, id"
+        "SELECT pattern_id, received_at, id FROM events WHERE rowid > ? ORDER BY pattern_id, received_at, id",
+        (last_rowid,),
     ).rowcount
-    conn.exec_driver_sql(
-        "INSERT INTO event_index_mark (id, last_rowid) SELECT 1, coalesce(max(rowid), 0) FROM events WHERE true "
-        "ON CONFLICT (id) DO UPDATE SET last_rowid = excluded.last_rowid "
-        "WHERE event_index_mark.last_rowid < excluded.last_rowid"
-    )
+    if moved or mark is None:
+        _set_mark(conn, "SELECT rowid, id FROM events ORDER BY rowid DESC LIMIT 1")
     return max(int(moved), 0)
+
+
+def _set_mark(conn: Connection, newest: str, *params: Any) -> None:
+    """The mark at the event that `newest` (a query of rowid, id) finds, or at 0 when it finds none."""
+    row = conn.exec_driver_sql(newest, params).first()
+    conn.exec_driver_sql(
+        "INSERT INTO event_index_mark (id, last_rowid, last_event_id) VALUES (1, ?, ?) "
+        "ON CONFLICT (id) DO UPDATE SET last_rowid = excluded.last_rowid, last_event_id = excluded.last_event_id",
+        (row[0], row[1]) if row is not None else (0, None),
+    )
 
 
 def move(conn: Connection, source: str, target: str, event_ids: Sequence[str] | None = None) -> int:
@@ -185,7 +202,7 @@ def move(conn: Connection, source: str, target: str, event_ids: Sequence[str] | 
 
 def forget(conn: Connection, deleted: Sequence[tuple[str, str, dt.datetime]]) -> None:
     """After deleting events (`(event_id, pattern_id, received_at)` as they were): drop their index rows,
-    and bring the mark down to the highest rowid left, so rowids SQLite hands out again are read as tail."""
+    and keep the mark on an event that is left."""
     if not deferred(conn) or not deleted:
         return
     row = and_(
@@ -194,7 +211,8 @@ def forget(conn: Connection, deleted: Sequence[tuple[str, str, dt.datetime]]) ->
         INDEX.c.event_id == bindparam("e", type_=INDEX.c.event_id.type),
     )
     conn.execute(delete(INDEX).where(row), [{"p": p, "r": r, "e": e} for e, p, r in deleted])
-    conn.exec_driver_sql(
-        "UPDATE event_index_mark SET last_rowid = (SELECT coalesce(max(rowid), 0) FROM events) "
-        "WHERE last_rowid > (SELECT coalesce(max(rowid), 0) FROM events)"
-    )
+    # The mark moves down to the newest event left at or below it: its own event may be gone, and when the
+    # newest events are, SQLite hands their rowids out again, to events the index does not hold yet.
+    mark = conn.exec_driver_sql("SELECT last_rowid FROM event_index_mark WHERE id = 1").scalar()
+    if mark:
+        _set_mark(conn, "SELECT rowid, id FROM events WHERE rowid <= ? ORDER BY rowid DESC LIMIT 1", mark)

@@ -87,6 +87,8 @@ class EventIndexMarkRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_rowid: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    last_event_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    """The event at `last_rowid`: if another is there, the rowids were renumbered and the index is rebuilt."""
 
 
 class PatternRow(Base):

@@ -30,13 +30,17 @@ def upgrade() -> None:
         "event_index_mark",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("last_rowid", sa.BigInteger(), nullable=False),
+        sa.Column("last_event_id", sa.String(length=32), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
     op.execute(
         "INSERT INTO event_pattern_index (pattern_id, received_at, event_id) "
         "SELECT pattern_id, received_at, id FROM events ORDER BY pattern_id, received_at, id"
     )
-    op.execute("INSERT INTO event_index_mark (id, last_rowid) SELECT 1, coalesce(max(rowid), 0) FROM events")
+    op.execute(
+        "INSERT INTO event_index_mark (id, last_rowid, last_event_id) "
+        "SELECT 1, coalesce(max(rowid), 0), (SELECT id FROM events ORDER BY rowid DESC LIMIT 1) FROM events"
+    )
     op.drop_index("ix_events_pattern_received", table_name="events")
 
 
