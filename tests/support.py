@@ -16,9 +16,14 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from agent.store.writer import EventWriter
 
 INGEST_KEY = "test-ingest-key-0123456789"
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -215,6 +220,23 @@ def chroma_process(data: Path, timeout: float = 30) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+@contextmanager
+def running_writer(url: str, fold_every_s: float = 3600) -> Iterator[tuple[Engine, EventWriter]]:
+    """A migrated database and a started `EventWriter` on it (no fold unless asked, by default); (engine, writer)."""
+    from agent.store.db import make_engine, migrate
+    from agent.store.writer import EventWriter
+
+    engine = make_engine(url)
+    migrate(engine)
+    writer = EventWriter(engine, fold_every_s=fold_every_s)
+    writer.start()
+    try:
+        yield engine, writer
+    finally:
+        writer.stop()
+        engine.dispose()
 
 
 def writer_event(

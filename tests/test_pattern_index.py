@@ -8,8 +8,6 @@ in a window, the guide's prevention metrics), merges, unmerges and retention mus
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +18,9 @@ from sqlalchemy import event as sa_event
 from agent.guide import metrics
 from agent.store import pattern_index, repo
 from agent.store.db import alembic_config, make_engine, migrate
-from agent.store.writer import EventWriter
-from tests.support import writer_event
+from tests.support import running_writer, writer_event
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
-
-
-@contextmanager
-def _writer(url: str) -> Iterator[tuple[Engine, EventWriter]]:
-    engine = make_engine(url)
-    migrate(engine)
-    writer = EventWriter(engine, fold_every_s=3600)  # no fold unless the test asks for one
-    writer.start()
-    try:
-        yield engine, writer
-    finally:
-        writer.stop()
-        engine.dispose()
 
 
 def _fold(engine: Engine) -> int:
@@ -67,7 +51,7 @@ def _event_rows(engine: Engine) -> set[tuple[str, str]]:
 
 
 def test_readers_see_the_same_events_before_and_after_the_fold(database_url: str) -> None:
-    with _writer(database_url) as (engine, writer):
+    with running_writer(database_url) as (engine, writer):
         stored = [
             writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(7)
         ]
@@ -93,7 +77,7 @@ def test_readers_see_the_same_events_before_and_after_the_fold(database_url: str
 
 
 def test_moves_keep_the_index_true(database_url: str) -> None:
-    with _writer(database_url) as (engine, writer):
+    with running_writer(database_url) as (engine, writer):
         a = [writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(3)]
         b = writer.write_sync([writer_event("KeyError", at=T0)])[0]
         _fold(engine)
@@ -113,7 +97,7 @@ def test_moves_keep_the_index_true(database_url: str) -> None:
 def test_sqlite_rowids_handed_out_again_after_a_delete_are_read_as_tail(tmp_path: Path) -> None:
     """SQLite numbers a new row max(rowid) + 1: once the newest events are deleted, new events get rowids
     below the mark. `forget` (called by retention in its delete) brings the mark down, so they are listed."""
-    with _writer(f"sqlite:///{tmp_path / 'e.db'}") as (engine, writer):
+    with running_writer(f"sqlite:///{tmp_path / 'e.db'}") as (engine, writer):
         old = [writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(3)]
         pid = old[0].pattern_id
         _fold(engine)
@@ -208,7 +192,7 @@ def test_sqlite_reads_by_pattern_use_the_index_and_read_the_tail_by_rowid(tmp_pa
 def test_sqlite_renumbered_rowids_rebuild_the_index(tmp_path: Path) -> None:
     """A dump restored into a new file (or a VACUUM) may number events' rowids anew, the mark's included: the
     fold sees another event at the mark and rebuilds the index from `events`, so nothing is lost from it."""
-    with _writer(f"sqlite:///{tmp_path / 'r.db'}") as (engine, writer):
+    with running_writer(f"sqlite:///{tmp_path / 'r.db'}") as (engine, writer):
         first = [
             writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(6)
         ]

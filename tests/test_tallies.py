@@ -12,37 +12,22 @@ import signal
 import subprocess  # noqa: TID251 - the tests run real writer processes (one is SIGKILLed)
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import func, select, text
 
 from agent.store import repo
 from agent.store.db import make_engine, migrate
 from agent.store.writer import EventWriter
-from tests.support import writer_event
+from tests.support import running_writer, writer_event
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _event(error_type: str, severity: str = "medium", at: dt.datetime | None = None) -> dict[str, Any]:
     return writer_event(error_type, severity=severity, at=at)
-
-
-@contextmanager
-def _writer(tmp_path: Path, fold_every_s: float) -> Iterator[tuple[Engine, EventWriter]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    migrate(engine)
-    writer = EventWriter(engine, fold_every_s=fold_every_s)
-    writer.start()
-    try:
-        yield engine, writer
-    finally:
-        writer.stop()
-        engine.dispose()
 
 
 def _raw(conn: Any) -> dict[str, tuple[int, str, bool]]:
@@ -92,7 +77,7 @@ def test_reads_are_exact_before_the_fold_and_the_fold_moves_everything_once(data
 
 
 def test_the_writer_folds_when_it_goes_idle(tmp_path: Path) -> None:
-    with _writer(tmp_path, fold_every_s=0.05) as (engine, writer):
+    with running_writer(f"sqlite:///{tmp_path / 'w.db'}", fold_every_s=0.05) as (engine, writer):
         for _ in range(3):
             writer.write_sync([_event("KeyError")])
         _wait_folded(engine)
@@ -101,7 +86,7 @@ def test_the_writer_folds_when_it_goes_idle(tmp_path: Path) -> None:
 
 
 def test_stats_reset_drops_counts_not_folded_yet(tmp_path: Path) -> None:
-    with _writer(tmp_path, fold_every_s=3600) as (engine, writer):
+    with running_writer(f"sqlite:///{tmp_path / 'w.db'}") as (engine, writer):
         writer.write_sync([_event("KeyError"), _event("KeyError")])
         with engine.begin() as conn:
             repo.reset_counters(conn, dt.datetime.now(dt.UTC))
@@ -119,7 +104,7 @@ _CHILD = textwrap.dedent(
     sys.path.insert(0, {root!r})
     from agent.store.db import make_engine, migrate
     from agent.store.writer import EventWriter
-    from tests.support import writer_event as _event
+    from tests.support import running_writer, writer_event as _event
     engine = make_engine({url!r})
     migrate(engine)
     writer = EventWriter(engine, fold_every_s={fold})
