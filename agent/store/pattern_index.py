@@ -9,8 +9,9 @@ row max(rowid) + 1, so "rowid above the mark" is exactly "committed since the la
 sharing the file. PostgreSQL has no such commit-ordered position (sequence values are taken before
 commit), and logs index tuples rather than pages, so it keeps its index.
 
-Readers do not care which: `ids_of` and `newest_ids` cover the folded index and the tail alike, and
-`move` / `forget` keep the index true when merges and retention change events.
+Readers do not care which: `of_pattern`, `ids_of`, `newest` and `sources` cover the folded index and the
+tail alike, each in one statement (one snapshot, even while a fold moves rows); `move` and `forget` keep the
+index true when merges and retention change events.
 """
 
 from __future__ import annotations
