@@ -6,6 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+from sqlalchemy import text
+
 from agent.store.db import make_engine, migrate
 from agent.store.writer import EventWriter
 from tests.support import writer_event
@@ -63,3 +66,37 @@ def test_a_request_that_went_away_does_not_stop_the_writer(tmp_path: Path) -> No
         assert writer.committed_events == 50  # the cancelled request's event was still stored
     finally:
         writer.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_the_writer_keeps_its_connection_and_replaces_it_when_the_database_drops_it(database_url: str) -> None:
+    """The writer holds one connection across commits (no pool check-out and pre-ping per commit); when the
+    server ends it (a PostgreSQL restart, an admin's pg_terminate_backend), the next commit retries on a
+    new connection instead of failing the requests in it."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    writer = EventWriter(engine)
+    writer.start()
+    try:
+        writer.write_sync([_event(1)])
+        with engine.connect() as admin:
+            pids = (
+                admin.execute(
+                    text(
+                        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            assert pids  # the writer's connection stayed open after its commit
+            for pid in pids:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        stored = writer.write_sync([_event(2)])
+        assert len(stored) == 1
+    finally:
+        writer.stop()
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 2
+    engine.dispose()

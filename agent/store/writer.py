@@ -216,6 +216,12 @@ class EventWriter:
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            self._committer.close()
+
+    def _loop(self) -> None:
         self._fold()  # what a process that died before its fold left
         while True:
             try:
@@ -296,12 +302,14 @@ class EventWriter:
 
     def _retrying(self, transaction: Callable[[], T], *, attempts: int) -> T:
         """Run a writer transaction, again when PostgreSQL picked it as a deadlock victim (replicas, a fold or the
-        merge pass updating the same pattern rows): it rolled back whole, so a retry is exact."""
+        merge pass updating the same pattern rows) or its connection died (the database restarted): it rolled
+        back whole, so a retry on a new connection is exact."""
         for attempt in range(1, attempts + 1):
             try:
                 return transaction()
             except OperationalError as exc:
-                if attempt == attempts or getattr(exc.orig, "sqlstate", None) not in _RETRYABLE:
+                retryable = getattr(exc.orig, "sqlstate", None) in _RETRYABLE or exc.connection_invalidated
+                if attempt == attempts or not retryable:
                     raise
                 log.info("writer transaction hit %s; retrying (attempt %d)", type(exc.orig).__name__, attempt)
                 self._committer.reset()
