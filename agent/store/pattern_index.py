@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,23 +180,19 @@ def _set_mark(conn: Connection, newest: str, *params: Any) -> None:
 
 def move(conn: Connection, source: str, target: str, event_ids: Sequence[str] | None = None) -> int:
     """Events of `source` (all, or those of `event_ids`) become `target`'s; returns how many moved."""
-    if event_ids is not None and not event_ids:
-        return 0
+    if event_ids is None:
+        moved = conn.execute(update(EVENTS).where(of_pattern(conn, source)).values(pattern_id=target)).rowcount
+        if deferred(conn):
+            conn.execute(update(INDEX).where(INDEX.c.pattern_id == source).values(pattern_id=target))
+        return int(moved)
     moved = 0
-    chunks: Iterable[Sequence[str] | None] = (
-        [None] if event_ids is None else (event_ids[i : i + 500] for i in range(0, len(event_ids), 500))
-    )
-    for chunk in chunks:
-        stmt = update(EVENTS)
-        if chunk is None:
-            stmt = stmt.where(of_pattern(conn, source))
-        else:  # `events.pattern_id` is the truth; the index follows it
-            stmt = stmt.where(EVENTS.c.id.in_(list(chunk)), EVENTS.c.pattern_id == source)
+    for i in range(0, len(event_ids), 500):
+        chunk = list(event_ids[i : i + 500])
+        # `events.pattern_id` is the truth; the index follows it
+        stmt = update(EVENTS).where(EVENTS.c.id.in_(chunk), EVENTS.c.pattern_id == source)
         moved += conn.execute(stmt.values(pattern_id=target)).rowcount
         if deferred(conn):
-            index = update(INDEX).where(INDEX.c.pattern_id == source)
-            if chunk is not None:
-                index = index.where(INDEX.c.event_id.in_(list(chunk)))
+            index = update(INDEX).where(INDEX.c.pattern_id == source, INDEX.c.event_id.in_(chunk))
             conn.execute(index.values(pattern_id=target))
     return moved
 

@@ -4,7 +4,8 @@ The database is the source of truth; the sink is for people and log shippers tha
 
 Each file is appended to in binary with O_APPEND, one `write` per file per call, and rotated as
 `logging.handlers.RotatingFileHandler` rotates (`x.jsonl` -> `x.jsonl.1` -> `x.jsonl.2` ..., keeping
-`backups`; a write that would take the file to `max_bytes` or past it goes to a fresh file). It used to be
+`backups`; a write that would take the file to `max_bytes` or past it goes to a fresh file; with no
+backups the file starts again, where the handler never rolled over). It used to be
 that handler: a log record, a formatter, a text encode and two `stat` calls per write were a sixth of the
 sink's time. The size comes from `fstat` of the open file, so writes by other processes and the
 truncation by `agent.store.sink_rotation` count.
@@ -36,9 +37,10 @@ class _RotatingFile:
 
     def write(self, data: bytes) -> None:
         file = self._file or self._open()
-        size = os.fstat(file.fileno()).st_size
-        if self.max_bytes > 0 and size > 0 and size + len(data) >= self.max_bytes:
-            file = self._rotate()
+        if self.max_bytes > 0:
+            size = os.fstat(file.fileno()).st_size
+            if size > 0 and size + len(data) >= self.max_bytes:
+                file = self._rotate()
         file.write(data)
         file.flush()
 
@@ -55,7 +57,8 @@ class _RotatingFile:
                     os.replace(older, f"{self.path}.{i + 1}")
             if self.path.exists():
                 os.replace(self.path, f"{self.path}.1")
-        else:  # no backups: start the file again, as RotatingFileHandler does
+        else:  # no backups: the file starts again (RotatingFileHandler never rolled over then; the file grew
+            # until sink rotation copied and truncated it, into an archive it then deleted: as good as this)
             open(self.path, "wb").close()
         return self._open()
 
