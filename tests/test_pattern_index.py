@@ -16,7 +16,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy import event as sa_event
 
 from agent.guide import metrics
-from agent.store import pattern_index, repo
+from agent.store import pattern_index, repo, tallies
 from agent.store.db import alembic_config, make_engine, migrate
 from tests.support import running_writer, writer_event
 
@@ -25,7 +25,7 @@ T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 def _fold(engine: Engine) -> int:
     with engine.begin() as conn:
-        return pattern_index.fold(conn)
+        return pattern_index.fold(conn, tallies.count_tail)
 
 
 def _view(engine: Engine, pattern_id: str) -> dict[str, Any]:
@@ -172,9 +172,12 @@ def test_sqlite_reads_by_pattern_use_the_index_and_read_the_tail_by_rowid(tmp_pa
     with engine.connect() as conn:
         repo.recent_events(conn, "pat_x", 5)
         conn.execute(select(func.count()).where(pattern_index.of_pattern(conn, "pat_x", since=T0, until=T0)))
+        tallies.pending_patterns(conn, ["pat_x"])  # what the tail adds to counts (events are SQLite's tallies)
+        tallies.pending_patterns(conn)
+        repo.list_patterns(conn, since=T0)  # seen since: the tail's timestamps count (its count and its page)
     metrics.prevention_metrics(engine, T0)
     sa_event.remove(engine, "before_cursor_execute", capture)
-    assert len(statements) == 3
+    assert len(statements) == 7
     with engine.connect() as conn:
         for statement, params in statements:
             plan = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, params)]
@@ -191,7 +194,8 @@ def test_sqlite_reads_by_pattern_use_the_index_and_read_the_tail_by_rowid(tmp_pa
 
 def test_sqlite_renumbered_rowids_rebuild_the_index(tmp_path: Path) -> None:
     """A dump restored into a new file (or a VACUUM) may number events' rowids anew, the mark's included: the
-    fold sees another event at the mark and rebuilds the index from `events`, so nothing is lost from it."""
+    fold sees another event at the mark, counts the events the index does not hold (the tail) and rebuilds the
+    index from `events`, so nothing is lost from it and nothing is counted twice."""
     with running_writer(f"sqlite:///{tmp_path / 'r.db'}") as (engine, writer):
         first = [
             writer.write_sync([writer_event("TimeoutError", at=T0 + dt.timedelta(minutes=i))])[0] for i in range(6)
@@ -207,3 +211,52 @@ def test_sqlite_renumbered_rowids_rebuild_the_index(tmp_path: Path) -> None:
         _fold(engine)
         assert _index_rows(engine) == _event_rows(engine)
         assert _view(engine, pid)["recent"] == [late.event_id, *(s.event_id for s in first[:2:-1])]
+        with engine.connect() as conn:  # the tail was what the index did not hold: the late event, counted once
+            assert repo.get_pattern(conn, pid).count == 7  # type: ignore[union-attr]
+
+
+def test_an_upgraded_sqlite_database_counts_what_its_killed_writer_left_once(tmp_path: Path) -> None:
+    """The 0012 migration: the release before counted a new pattern's events in its INSERT and recurring ones in
+    `pattern_tallies`, so the events it left unfolded are counted already; the fold after the upgrade, which
+    counts the tail's events, must not count them again (and the tallies still fold)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    with engine.begin() as conn:
+        cfg = alembic_config(engine)
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0011")
+    at = T0.replace(tzinfo=None).isoformat(" ", "microseconds")
+    with engine.begin() as conn:  # as that release's writer left them when SIGKILLed before its fold
+        conn.execute(
+            text(
+                "INSERT INTO patterns (id, fingerprint, service, error_type, template, method, reason, first_seen,"
+                " last_seen, count, max_severity, resolved, content_version, indexed_version)"
+                " VALUES ('pat_a', 'fp', 'svc', 'E', 't', 'template', 'r', :t, :t, 1, 'low', 0, 1, 0)"
+            ),
+            {"t": at},
+        )
+        for i in range(2):
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, pattern_id, service, context, error_type, error_message, severity, kind,"
+                    " stack_truncated, additional_data, timestamp, received_at)"
+                    " VALUES (:id, 'pat_a', 'svc', '', 'E', 'm', 'low', 'runtime', 0, '{}', :t, :t)"
+                ),
+                {"id": f"ev_{i}", "t": at},
+            )
+        conn.execute(
+            text(
+                "INSERT INTO pattern_tallies (pattern_id, n, last_seen, max_severity) VALUES ('pat_a', 1, :t, 'high')"
+            ),
+            {"t": at},
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        assert repo.get_pattern(conn, "pat_a").count == 2  # type: ignore[union-attr]
+    with engine.begin() as conn:
+        tallies.fold(conn)
+    with engine.connect() as conn:
+        p = repo.get_pattern(conn, "pat_a")
+        assert p is not None and (p.count, p.max_severity.value) == (2, "high")
+        assert [e.id for e in repo.recent_events(conn, "pat_a", 5)] == ["ev_1", "ev_0"]
+    assert _index_rows(engine) == _event_rows(engine)
+    engine.dispose()

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from agent.ingest.normalize import EventCreate
 from agent.service import Core
 from agent.settings import Settings
+from agent.store import repo
 from agent.store.retention import Retention
 from agent.store.retention_refs import (
     current_diagnosis_evidence,
@@ -152,9 +153,12 @@ def add_proposal(engine: Engine, status: str, diagnosis_id: int, target: str) ->
 
 
 def pattern_of(engine: Engine, event_id: str) -> dict[str, Any]:
+    """The pattern of an event as readers see it (counts include what is not folded yet)."""
     with engine.connect() as conn:
         pid = conn.execute(select(EVENTS.c.pattern_id).where(EVENTS.c.id == event_id)).scalar_one()
-        return dict(conn.execute(select(PATTERNS).where(PATTERNS.c.id == pid)).one()._mapping)
+        pattern = repo.get_pattern(conn, pid)
+        assert pattern is not None
+        return pattern.model_dump()
 
 
 # -- what goes and what stays ------------------------------------------------------------------------------------

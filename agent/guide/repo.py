@@ -314,7 +314,7 @@ def uncovered_patterns(conn: Connection, since: dt.datetime | None) -> list[str]
     )
     stmt = select(PATTERNS.c.id).where(~covered)
     if since is not None:
-        stmt = stmt.where(seen_since(since, strict=True))
+        stmt = stmt.where(seen_since(conn, since, strict=True))
     return [r.id for r in conn.execute(stmt.order_by(PATTERNS.c.count.desc(), PATTERNS.c.id))]
 
 

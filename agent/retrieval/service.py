@@ -298,7 +298,7 @@ class Retrieval:
         if filters.resolved is not None:
             query = query.where(PATTERNS.c.resolved == filters.resolved)
         if filters.since is not None:
-            query = query.where(seen_since(filters.since))
+            query = query.where(seen_since(self.engine, filters.since))
         with self.engine.connect() as conn:
             return {r.id for r in conn.execute(query)}
 

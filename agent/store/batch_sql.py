@@ -38,7 +38,7 @@ _JSON_COLUMNS = {"additional_data"}
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
-def _rank_sql(expr: str) -> str:
+def rank_sql(expr: str) -> str:
     whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in SEVERITY_RANK.items())
     return f"(CASE {expr} {whens} ELSE -1 END)"
 
@@ -57,7 +57,7 @@ class BatchSQL:
         # The higher severity and the later last_seen are decided in SQL: another replica may have moved them.
         self.update_patterns = (
             f"UPDATE patterns SET count = count + {mark}, last_seen = {greatest}(last_seen, {mark}), "
-            f"max_severity = CASE WHEN {_rank_sql(mark)} > {_rank_sql('max_severity')} THEN {mark} "
+            f"max_severity = CASE WHEN {rank_sql(mark)} > {rank_sql('max_severity')} THEN {mark} "
             f"ELSE max_severity END, resolved = {'0' if self.sqlite else 'false'} WHERE id = {mark}"
         )
         self.insert_pattern_tallies = f"INSERT INTO pattern_tallies (pattern_id, n, last_seen, max_severity) VALUES ({mark}, {mark}, {mark}, {mark})"

@@ -171,9 +171,11 @@ class Committer:
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
             # What the recurring patterns and the counters gain is appended, not updated in place: a page or
             # two whatever the number of patterns, and no row lock another replica waits on.
-            self.sql.tally_patterns(conn, recurring)
+            # SQLite counts its events into their patterns at the fold (`tallies._count_tail`): no row per pattern.
+            if not self.sql.sqlite:
+                self.sql.tally_patterns(conn, recurring)
             self.sql.tally_counters(conn, counters)
-            self.unfolded += len(recurring) + len(counters)
+            self.unfolded += (len(rows) if self.sql.sqlite else len(recurring)) + len(counters)
         results: list[list[Stored]] = []
         for i, own in enumerate(fresh):
             replay = replays.get(i)
@@ -216,6 +218,9 @@ class Committer:
         Keyed by pattern id (the fingerprint's, or a merge target's). A new pattern is inserted with
         ON CONFLICT DO UPDATE, so two replicas creating the same pattern at once both succeed and add up.
         """
+        known = self._known
+        if self.sql.sqlite and all(row["pattern_id"] in known for row in rows):
+            return set(), []  # nothing new, and SQLite counts recurring patterns at the fold (`tallies.count_tail`)
         # pid -> [events, first index, min timestamp, max timestamp, highest rank]
         acc: dict[str, list[Any]] = {}
         rank = SEVERITY_RANK
@@ -232,7 +237,6 @@ class Committer:
                 a[3] = ts
             if r > a[4]:
                 a[4] = r
-        known = self._known
         missing = [pid for pid in acc if pid not in known]
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
@@ -262,7 +266,7 @@ class Committer:
                     "reason": grouping.reason,
                     "first_seen": first_ts,
                     "last_seen": last_ts,
-                    "count": n,
+                    "count": 0 if self.sql.sqlite else n,  # SQLite: the fold counts the tail's events
                     "max_severity": names[top],
                     "sample_event_id": first_row["id"],
                     "resolved": False,

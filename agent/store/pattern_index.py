@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +59,11 @@ _TAIL_RECEIVED: ColumnElement[dt.datetime] = type_coerce(
 def deferred(conn: Connection | Engine) -> bool:
     """Whether this database indexes events by pattern in the fold (SQLite) rather than per commit."""
     return conn.dialect.name == "sqlite"
+
+
+def tail_pattern() -> ColumnElement[str]:
+    """SQLite: `events.pattern_id` for a read of the tail (behind unary +: the tail is read by rowid range)."""
+    return _TAIL_PATTERN
 
 
 def in_tail() -> ColumnElement[bool]:
@@ -142,13 +147,20 @@ def newest(conn: Connection | Engine, pattern: Any, limit: int) -> Select[Any]:
     return select(EVENTS.c.id).where(EVENTS.c.id.in_(candidates)).order_by(*order).limit(limit)
 
 
-def fold(conn: Connection) -> int:
-    """SQLite: move the tail into the index, in key order, in the caller's write transaction; rows moved.
+TailHook = Callable[[Connection, str, tuple[Any, ...]], None]
+"""Called by `fold` with the tail as a WHERE clause on `events` (driver SQL) and its parameters, before the tail
+joins the index (`agent.store.tallies` counts it into `patterns` there)."""
+
+
+def fold(conn: Connection, count: TailHook) -> int:
+    """SQLite: count the tail (`count`: `agent.store.tallies.count_tail`) and move it into the index, in key order,
+    in the caller's write transaction; rows moved. Only `tallies.fold` should call it: a tail moved uncounted
+    would be lost from the patterns' counts.
 
     The caller holds SQLite's write lock (`lock_for_write` or a first write), so no commit lands between the
     copy and the new mark. The mark names its event too: if the event at the mark's rowid is not that one,
     the rowids were renumbered behind errlearn's back (a dump restored into a new file, a VACUUM, which may
-    renumber), and the index is rebuilt from `events` instead."""
+    renumber); the tail is then the events the index does not hold, and the index is rebuilt from `events`."""
     if not deferred(conn):
         return 0
     mark = conn.exec_driver_sql("SELECT last_rowid, last_event_id FROM event_index_mark WHERE id = 1").first()
@@ -156,15 +168,29 @@ def fold(conn: Connection) -> int:
     at = conn.exec_driver_sql("SELECT id FROM events WHERE rowid = ?", (last_rowid,)).scalar() if last_rowid else None
     if mark is not None and last_rowid and at != mark[1]:
         log.warning("events were renumbered (restored or vacuumed): rebuilding the events-by-pattern index")
+        count(conn, _NOT_INDEXED, ())
         conn.exec_driver_sql("DELETE FROM event_pattern_index")
-        last_rowid = 0
-    moved = conn.exec_driver_sql(
-        "INSERT OR IGNORE INTO event_pattern_index (pattern_id, received_at, event_id) "
-        "SELECT pattern_id, received_at, id FROM events WHERE rowid > ? ORDER BY pattern_id, received_at, id",
-        (last_rowid,),
-    ).rowcount
+        moved = _insert_index(conn, "1", ())
+    else:
+        count(conn, "rowid > ?", (last_rowid,))
+        moved = _insert_index(conn, "rowid > ?", (last_rowid,))
     if moved or mark is None:
         _set_mark(conn, "SELECT rowid, id FROM events ORDER BY rowid DESC LIMIT 1")
+    return moved
+
+
+_NOT_INDEXED = (
+    "NOT EXISTS (SELECT 1 FROM event_pattern_index AS i WHERE i.pattern_id = events.pattern_id "
+    "AND i.received_at = events.received_at AND i.event_id = events.id)"
+)
+
+
+def _insert_index(conn: Connection, where: str, params: tuple[Any, ...]) -> int:
+    moved = conn.exec_driver_sql(
+        "INSERT OR IGNORE INTO event_pattern_index (pattern_id, received_at, event_id) "
+        f"SELECT pattern_id, received_at, id FROM events WHERE {where} ORDER BY pattern_id, received_at, id",
+        params,
+    ).rowcount
     return max(int(moved), 0)
 
 

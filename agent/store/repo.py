@@ -127,7 +127,7 @@ def list_patterns(
     if severity:
         stmt = stmt.where(PATTERNS.c.max_severity == severity.value)
     if since:
-        stmt = stmt.where(seen_since(since))
+        stmt = stmt.where(seen_since(conn, since))
     if q:
         like = f"%{q.lower()}%"
         stmt = stmt.where(

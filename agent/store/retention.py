@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, Select, bindparam, delete, select, update
 
-from agent.store import pattern_index
+from agent.store import pattern_index, tallies
+from agent.store.db import lock_for_write
 from agent.store.retention_refs import ReferencedIds, default_references
 from agent.store.sink_rotation import SinkPlan, SinkRotation
 from agent.store.tables import EventRow, PatternRow, table_of
@@ -380,6 +381,9 @@ class Retention:
             ref = sub.c[0]
             stmt = stmt.where(EVENTS.c.id.not_in(select(ref).where(ref.is_not(None))))
         with self.engine.begin() as conn:
+            if pattern_index.deferred(conn):  # SQLite counts events at the fold: count the tail before any goes
+                lock_for_write(conn)
+                tallies.fold(conn)
             deleted = conn.execute(stmt.returning(EVENTS.c.id, EVENTS.c.pattern_id, EVENTS.c.received_at)).all()
             pattern_index.forget(conn, [(r[0], r[1], r[2]) for r in deleted])
             gone = [r[0] for r in deleted]

@@ -152,7 +152,9 @@ class PatternTallyRow(Base):
     One row per recurring pattern per commit; `agent.store.tallies.fold` adds them into `patterns` about once
     a second and deletes them, in one transaction. Appending touches a page or two per commit where updating
     touched one page per pattern, and replicas never wait on each other's row locks for a hot pattern.
-    Reads add what is not folded yet (`agent.store.repo`), so counts are exact at any moment.
+    Reads add what is not folded yet (`agent.store.repo`), so counts are exact at any moment. PostgreSQL only
+    (SQLite's fold counts the events committed since, `agent.store.tallies.count_tail`); a SQLite database
+    from before that may hold some, which the next fold adds like any other.
     """
 
     __tablename__ = "pattern_tallies"

@@ -8,6 +8,11 @@ global counters. Now a commit appends one `pattern_tallies` row per recurring pa
 events, so a crash loses no count. `fold` moves the tallies into `patterns` and `counters` in one
 transaction (the writer calls it about once a second, and when it goes idle or stops; any process may).
 
+SQLite appends no pattern tallies: its events are their own. The fold counts the events committed since the
+last fold (the tail `agent.store.pattern_index` reads for its index) into their patterns in one statement,
+and reads add the tail's events per pattern. A commit over many patterns then writes no row per pattern and
+the fold sums them inside SQLite, with no Python per pattern.
+
 Replicas: `fold` deletes the tallies it reads (DELETE … RETURNING), so two folds at once never add a row
 twice (the second waits on the first's row locks, then finds those rows gone), and tallies committed after
 its statement wait for the next fold. Reads stay exact meanwhile: `pending_patterns` and `pending_counters`
@@ -23,18 +28,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, or_, select
+from sqlalchemy import Connection, Engine, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.store import pattern_index
-from agent.store.batch_sql import SEVERITY_RANK, BatchSQL
-from agent.store.tables import CounterRow, CounterTallyRow, PatternRow, PatternTallyRow, table_of
+from agent.store.batch_sql import SEVERITY_RANK, BatchSQL, rank_sql
+from agent.store.tables import CounterRow, CounterTallyRow, EventRow, PatternRow, PatternTallyRow, table_of
 
 PATTERN_TALLIES = table_of(PatternTallyRow)
 COUNTER_TALLIES = table_of(CounterTallyRow)
 COUNTERS = table_of(CounterRow)
 PATTERNS = table_of(PatternRow)
+EVENTS = table_of(EventRow)
 _NAMES = {rank: name for name, rank in SEVERITY_RANK.items()}
 
 
@@ -71,7 +77,8 @@ def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
     Returns the tally rows folded. Pattern rows are updated in id order and counters in name order: one lock
     order for every writer and fold, so replicas do not deadlock on them."""
     sql = sql or BatchSQL(conn.dialect.name)
-    pattern_index.fold(conn)  # SQLite: the events committed since, into the by-pattern index
+    # SQLite: the events committed since are counted into their patterns, then join the by-pattern index
+    pattern_index.fold(conn, count_tail)
     # Driver SQL: `last_seen` goes back as the column stored it (SQLite's text sorts as its time does), so a
     # fold of many thousands of tallies pays no type processing per row.
     taken = conn.exec_driver_sql("DELETE FROM pattern_tallies RETURNING pattern_id, n, last_seen, max_severity").all()
@@ -87,6 +94,27 @@ def fold(conn: Connection, sql: BatchSQL | None = None) -> int:
     return len(taken) + len(counted)
 
 
+def count_tail(conn: Connection, where: str, params: tuple[Any, ...]) -> None:
+    """SQLite: add the tail's events (`where`, from `pattern_index.fold`) to their patterns, in one statement.
+
+    On SQLite the events are their own tallies: a commit appends no row per pattern (a page per pattern
+    per commit was most of what a batch over many patterns cost more than a batch of one), and the fold,
+    which reads the tail for the index anyway, sums it per pattern inside SQLite."""
+    conn.exec_driver_sql(
+        "UPDATE patterns SET count = count + t.n, last_seen = max(patterns.last_seen, t.last_seen), "
+        f"max_severity = CASE WHEN t.rank > {rank_sql('patterns.max_severity')} THEN {_name_sql('t.rank')} "
+        "ELSE patterns.max_severity END, resolved = 0 "
+        f"FROM (SELECT pattern_id, count(*) AS n, max(timestamp) AS last_seen, max({rank_sql('severity')}) AS rank "
+        f"FROM events WHERE {where} GROUP BY pattern_id) AS t WHERE patterns.id = t.pattern_id",
+        params,
+    )
+
+
+def _name_sql(rank: str) -> str:
+    whens = " ".join(f"WHEN {r} THEN '{name}'" for name, r in SEVERITY_RANK.items())
+    return f"(CASE {rank} {whens} END)"
+
+
 @functools.cache
 def _counter_upsert(dialect: str) -> Any:
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(COUNTERS)
@@ -94,27 +122,45 @@ def _counter_upsert(dialect: str) -> Any:
 
 
 def pending_patterns(conn: Connection, pattern_ids: Sequence[str] | None = None) -> dict[str, Pending]:
-    """What the tallies not folded yet add, per pattern (all patterns, or those in `pattern_ids`)."""
+    """What is not folded yet adds, per pattern (all patterns, or those in `pattern_ids`): the tallies, and on
+    SQLite the tail of events."""
+    if pattern_ids is not None and not pattern_ids:
+        return {}
     t = PATTERN_TALLIES.c
-    stmt = select(t.pattern_id, func.sum(t.n), func.max(t.last_seen), t.max_severity).group_by(
-        t.pattern_id, t.max_severity
-    )
-    if pattern_ids is not None:
-        if not pattern_ids:
-            return {}
-        stmt = stmt.where(t.pattern_id.in_(list(pattern_ids)))
-    combined = _combine((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
-    return {pid: Pending(*added) for pid, added in combined.items()}
+    stmts = [
+        select(t.pattern_id, func.sum(t.n), func.max(t.last_seen), t.max_severity).group_by(
+            t.pattern_id, t.max_severity
+        )
+    ]
+    if pattern_index.deferred(conn):
+        e = EVENTS.c
+        tail = pattern_index.tail_pattern()
+        stmts.append(
+            select(tail, func.count(), func.max(e.timestamp), e.severity)
+            .where(pattern_index.in_tail())
+            .group_by(tail, e.severity)
+        )
+    rows: list[tuple[str, int, Any, str]] = []
+    for i, stmt in enumerate(stmts):
+        if pattern_ids is not None:
+            stmt = stmt.where((t.pattern_id if i == 0 else pattern_index.tail_pattern()).in_(list(pattern_ids)))
+        rows.extend((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
+    return {pid: Pending(*added) for pid, added in _combine(rows).items()}
 
 
-def seen_since(since: dt.datetime, *, strict: bool = False) -> ColumnElement[bool]:
-    """A WHERE clause on `patterns`: seen at or after `since` (after, with `strict`), counting tallies not
-    folded yet (one uncorrelated scan of the small tally table, not a lookup per pattern)."""
+def seen_since(conn: Connection | Engine, since: dt.datetime, *, strict: bool = False) -> ColumnElement[bool]:
+    """A WHERE clause on `patterns`: seen at or after `since` (after, with `strict`), counting what is not folded
+    yet (one uncorrelated scan of the small tally table, and on SQLite of the tail, not a lookup per pattern)."""
     after = operator.gt if strict else operator.ge
     t = PATTERN_TALLIES.c
-    return or_(
-        after(PATTERNS.c.last_seen, since), PATTERNS.c.id.in_(select(t.pattern_id).where(after(t.last_seen, since)))
-    )
+    clauses = [
+        after(PATTERNS.c.last_seen, since),
+        PATTERNS.c.id.in_(select(t.pattern_id).where(after(t.last_seen, since))),
+    ]
+    if pattern_index.deferred(conn):
+        tail = pattern_index.tail_pattern()
+        clauses.append(PATTERNS.c.id.in_(select(tail).where(pattern_index.in_tail(), after(EVENTS.c.timestamp, since))))
+    return or_(*clauses)
 
 
 def pending_counters(conn: Connection) -> dict[str, int]:
