@@ -171,7 +171,7 @@ class Committer:
                 conn.execute(delete(IDEMPOTENCY).where(IDEMPOTENCY.c.created_at < now - dt.timedelta(days=1)))
             # What the recurring patterns and the counters gain is appended, not updated in place: a page or
             # two whatever the number of patterns, and no row lock another replica waits on.
-            # SQLite counts its events into their patterns at the fold (`tallies._count_tail`): no row per pattern.
+            # SQLite counts its events into their patterns at the fold (`tallies.count_tail`): no row per pattern.
             if not self.sql.sqlite:
                 self.sql.tally_patterns(conn, recurring)
             self.sql.tally_counters(conn, counters)
