@@ -45,8 +45,8 @@ class Settings(BaseSettings):
     """Most events the writer commits in one transaction (group commit)."""
     writer_fold_every_s: float = Field(default=1.0, ge=0)
     """How often, at most, the writer adds the appended tallies (on SQLite, for patterns: the events committed
-    since) into pattern totals and counters while it commits (also when it goes idle, starts and stops). Reads add what is not folded yet, so counts are
-    exact either way; 0 folds after every commit."""
+    since) into pattern totals and counters while it commits (also when it goes idle, starts and stops).
+    Reads add what is not folded yet, so counts are exact either way; 0 folds after every commit."""
 
     scrub_emails: bool = True
     """Replace e-mail addresses with `[REDACTED:email]`."""

@@ -39,8 +39,15 @@ SEVERITY_RANK = {s.value: s.rank for s in Severity}
 
 
 def rank_sql(expr: str) -> str:
+    """SQL for the rank of a severity name (-1 for anything else)."""
     whens = " ".join(f"WHEN '{name}' THEN {rank}" for name, rank in SEVERITY_RANK.items())
     return f"(CASE {expr} {whens} ELSE -1 END)"
+
+
+def severity_name_sql(expr: str) -> str:
+    """SQL for the severity name of a rank: `rank_sql`'s inverse."""
+    whens = " ".join(f"WHEN {rank} THEN '{name}'" for name, rank in SEVERITY_RANK.items())
+    return f"(CASE {expr} {whens} END)"
 
 
 class BatchSQL:

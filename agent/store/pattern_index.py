@@ -50,7 +50,7 @@ _ROWID: ColumnElement[int] = literal_column("events.rowid")
 # The tail's columns as no index serves them (SQLite's unary +), so the planner reads the tail by rowid range:
 # not every event of a time window through `ix_events_received`, nor all events into an automatic index on
 # `pattern_id` for a join.
-_TAIL_PATTERN: ColumnElement[str] = type_coerce(literal_column("+events.pattern_id"), EVENTS.c.pattern_id.type)
+TAIL_PATTERN: ColumnElement[str] = type_coerce(literal_column("+events.pattern_id"), EVENTS.c.pattern_id.type)
 _TAIL_RECEIVED: ColumnElement[dt.datetime] = type_coerce(
     literal_column("+events.received_at"), EVENTS.c.received_at.type
 )
@@ -59,11 +59,6 @@ _TAIL_RECEIVED: ColumnElement[dt.datetime] = type_coerce(
 def deferred(conn: Connection | Engine) -> bool:
     """Whether this database indexes events by pattern in the fold (SQLite) rather than per commit."""
     return conn.dialect.name == "sqlite"
-
-
-def tail_pattern() -> ColumnElement[str]:
-    """SQLite: `events.pattern_id` for a read of the tail (behind unary +: the tail is read by rowid range)."""
-    return _TAIL_PATTERN
 
 
 def in_tail() -> ColumnElement[bool]:
@@ -90,7 +85,7 @@ def sources(conn: Connection | Engine) -> list[Source]:
         return [Source(EVENTS, EVENTS.c.pattern_id, EVENTS.c.received_at, EVENTS.c.id)]
     return [
         Source(INDEX, INDEX.c.pattern_id, INDEX.c.received_at, INDEX.c.event_id),
-        Source(EVENTS, _TAIL_PATTERN, _TAIL_RECEIVED, EVENTS.c.id, (in_tail(),)),
+        Source(EVENTS, TAIL_PATTERN, _TAIL_RECEIVED, EVENTS.c.id, (in_tail(),)),
     ]
 
 

@@ -28,12 +28,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, or_, select
+from sqlalchemy import Connection, Engine, Select, delete, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from agent.store import pattern_index
-from agent.store.batch_sql import SEVERITY_RANK, BatchSQL, rank_sql
+from agent.store.batch_sql import SEVERITY_RANK, BatchSQL, rank_sql, severity_name_sql
 from agent.store.tables import CounterRow, CounterTallyRow, EventRow, PatternRow, PatternTallyRow, table_of
 
 PATTERN_TALLIES = table_of(PatternTallyRow)
@@ -102,17 +102,12 @@ def count_tail(conn: Connection, where: str, params: tuple[Any, ...]) -> None:
     which reads the tail for the index anyway, sums it per pattern inside SQLite."""
     conn.exec_driver_sql(
         "UPDATE patterns SET count = count + t.n, last_seen = max(patterns.last_seen, t.last_seen), "
-        f"max_severity = CASE WHEN t.rank > {rank_sql('patterns.max_severity')} THEN {_name_sql('t.rank')} "
+        f"max_severity = CASE WHEN t.rank > {rank_sql('patterns.max_severity')} THEN {severity_name_sql('t.rank')} "
         "ELSE patterns.max_severity END, resolved = 0 "
         f"FROM (SELECT pattern_id, count(*) AS n, max(timestamp) AS last_seen, max({rank_sql('severity')}) AS rank "
         f"FROM events WHERE {where} GROUP BY pattern_id) AS t WHERE patterns.id = t.pattern_id",
         params,
     )
-
-
-def _name_sql(rank: str) -> str:
-    whens = " ".join(f"WHEN {r} THEN '{name}'" for name, r in SEVERITY_RANK.items())
-    return f"(CASE {rank} {whens} END)"
 
 
 @functools.cache
@@ -127,24 +122,19 @@ def pending_patterns(conn: Connection, pattern_ids: Sequence[str] | None = None)
     if pattern_ids is not None and not pattern_ids:
         return {}
     t = PATTERN_TALLIES.c
-    stmts = [
-        select(t.pattern_id, func.sum(t.n), func.max(t.last_seen), t.max_severity).group_by(
-            t.pattern_id, t.max_severity
-        )
+    # (pattern column, severity column, the select): grouped by both, as each severity rank is combined in Python
+    sources: list[tuple[ColumnElement[str], ColumnElement[str], Select[Any]]] = [
+        (t.pattern_id, t.max_severity, select(t.pattern_id, func.sum(t.n), func.max(t.last_seen), t.max_severity)),
     ]
     if pattern_index.deferred(conn):
-        e = EVENTS.c
-        tail = pattern_index.tail_pattern()
-        stmts.append(
-            select(tail, func.count(), func.max(e.timestamp), e.severity)
-            .where(pattern_index.in_tail())
-            .group_by(tail, e.severity)
-        )
+        tail, e = pattern_index.TAIL_PATTERN, EVENTS.c
+        tail_stmt = select(tail, func.count(), func.max(e.timestamp), e.severity).where(pattern_index.in_tail())
+        sources.append((tail, e.severity, tail_stmt))
     rows: list[tuple[str, int, Any, str]] = []
-    for i, stmt in enumerate(stmts):
+    for pattern, severity, stmt in sources:
         if pattern_ids is not None:
-            stmt = stmt.where((t.pattern_id if i == 0 else pattern_index.tail_pattern()).in_(list(pattern_ids)))
-        rows.extend((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt))
+            stmt = stmt.where(pattern.in_(list(pattern_ids)))
+        rows.extend((r[0], r[1], r[2], r[3]) for r in conn.execute(stmt.group_by(pattern, severity)))
     return {pid: Pending(*added) for pid, added in _combine(rows).items()}
 
 
@@ -158,7 +148,7 @@ def seen_since(conn: Connection | Engine, since: dt.datetime, *, strict: bool = 
         PATTERNS.c.id.in_(select(t.pattern_id).where(after(t.last_seen, since))),
     ]
     if pattern_index.deferred(conn):
-        tail = pattern_index.tail_pattern()
+        tail = pattern_index.TAIL_PATTERN
         clauses.append(PATTERNS.c.id.in_(select(tail).where(pattern_index.in_tail(), after(EVENTS.c.timestamp, since))))
     return or_(*clauses)
 
