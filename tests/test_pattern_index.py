@@ -14,6 +14,7 @@ from typing import Any
 from alembic import command
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import OperationalError
 
 from agent.guide import metrics
 from agent.store import pattern_index, repo, tallies
@@ -260,3 +261,32 @@ def test_an_upgraded_sqlite_database_counts_what_its_killed_writer_left_once(tmp
         assert [e.id for e in repo.recent_events(conn, "pat_a", 5)] == ["ev_1", "ev_0"]
     assert _index_rows(engine) == _event_rows(engine)
     engine.dispose()
+
+
+def test_sqlite_a_fold_holds_the_write_lock_before_it_reads_the_mark(tmp_path: Path) -> None:
+    """A fold whose caller took no write lock (the merge pass on SQLite) must not count a tail that another fold
+    counted between its read of the mark and its count: it takes the lock first, so the other fold waits."""
+    url = f"sqlite:///{tmp_path / 'l.db'}"
+    with running_writer(url) as (engine, writer):
+        stored = writer.write_sync([writer_event("TimeoutError") for _ in range(3)])
+        pid = stored[0].pattern_id
+        other = make_engine(url)
+        other_failed: list[str] = []
+
+        def count_after_another_fold(conn: Any, where: str, params: tuple[Any, ...]) -> None:
+            try:  # another process folds meanwhile, if this fold let it (a short busy timeout: it must wait)
+                with other.connect() as c2:
+                    c2.exec_driver_sql("PRAGMA busy_timeout = 200")
+                    c2.commit()
+                    with c2.begin():
+                        tallies.fold(c2)
+            except OperationalError as exc:
+                other_failed.append(str(exc))
+            tallies.count_tail(conn, where, params)
+
+        with engine.connect() as conn, conn.begin():  # no lock_for_write, as the merge pass on SQLite
+            pattern_index.fold(conn, count_after_another_fold)
+        other.dispose()
+        assert other_failed and "locked" in other_failed[0]
+        with engine.connect() as conn:
+            assert repo.get_pattern(conn, pid).count == 3  # type: ignore[union-attr]

@@ -158,6 +158,11 @@ def fold(conn: Connection, count: TailHook) -> int:
     renumber); the tail is then the events the index does not hold, and the index is rebuilt from `events`."""
     if not deferred(conn):
         return 0
+    # The write lock before the mark is read, whatever the caller did: pysqlite runs a SELECT outside any
+    # transaction, so a mark read first could be one another fold has moved past by the time the tail is
+    # counted, and that tail would be counted twice. A write statement takes the lock (or fails on a stale
+    # snapshot); in a transaction that holds it already, it changes nothing.
+    conn.exec_driver_sql("UPDATE event_index_mark SET id = id WHERE id = 1")
     mark = conn.exec_driver_sql("SELECT last_rowid, last_event_id FROM event_index_mark WHERE id = 1").first()
     last_rowid = int(mark[0]) if mark is not None else 0
     at = conn.exec_driver_sql("SELECT id FROM events WHERE rowid = ?", (last_rowid,)).scalar() if last_rowid else None
