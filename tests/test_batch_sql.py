@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, text, update
 
-from agent.store.batch_sql import BatchSQL
+from agent.store.batch_sql import BatchSQL, chunk_sizes
 from agent.store.db import make_engine, migrate
 from agent.store.tables import EventRow, PatternRow, table_of
 
@@ -88,6 +88,66 @@ def test_events_and_pattern_updates_match_sqlalchemy(database_url: str) -> None:
         row = conn.execute(select(PATTERNS).where(PATTERNS.c.id == "pat_b")).one()
         assert (row.count, row.last_seen, row.max_severity, row.resolved) == (5, later, "critical", False)
         conn.execute(text("DELETE FROM events"))
+    engine.dispose()
+
+
+def test_rows_go_in_power_of_two_chunks() -> None:
+    assert chunk_sizes(0) == []
+    assert chunk_sizes(1) == [1]
+    assert chunk_sizes(17) == [16, 1]
+    assert chunk_sizes(800) == [256, 256, 256, 32]
+    assert chunk_sizes(255) == [128, 64, 32, 16, 8, 4, 2, 1]
+    assert chunk_sizes(20, largest=8) == [8, 8, 4]
+    for n in range(0, 1100, 7):
+        assert sum(chunk_sizes(n)) == n and all(size & (size - 1) == 0 for size in chunk_sizes(n))
+
+
+def test_many_rows_are_all_stored_in_order_of_their_values(database_url: str) -> None:
+    """A commit's events and counters, more than one chunk of each, land whole and exact."""
+    engine = make_engine(database_url)
+    migrate(engine)
+    sql = BatchSQL(engine.dialect.name)
+    rows = [
+        _event(f"ev_{i:04d}", "pat_a", error_message=f"boom {i}", severity=("low", "high")[i % 2]) for i in range(601)
+    ]
+    counters = {f"service:s{i}": i + 1 for i in range(300)}
+    with engine.begin() as conn:
+        conn.execute(insert(PATTERNS), [_pattern("pat_a")])
+        before = conn.exec_driver_sql("SELECT count(*) FROM counter_tallies").scalar()
+        sql.insert_event_rows(conn, rows)
+        sql.tally_counters(conn, counters)
+        got = dict(conn.exec_driver_sql("SELECT id, error_message FROM events WHERE pattern_id = 'pat_a'").all())
+        assert got == {r["id"]: r["error_message"] for r in rows}
+        high = conn.exec_driver_sql("SELECT count(*) FROM events WHERE severity = 'high'").scalar()
+        assert high == 300
+        stored = conn.exec_driver_sql("SELECT name, value FROM counter_tallies").all()
+        tallied = {name: value for name, value in stored if name.startswith("service:s")}
+        assert tallied == counters
+        assert conn.exec_driver_sql("SELECT count(*) FROM counter_tallies").scalar() == before + 300
+        conn.execute(text("DELETE FROM events"))
+        conn.execute(text("DELETE FROM counter_tallies"))
+    engine.dispose()
+
+
+def test_an_sqlite_with_a_low_parameter_limit_gets_smaller_chunks(tmp_path: Any) -> None:
+    import sqlite3
+
+    from sqlalchemy import event
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'low.db'}")
+    migrate(engine)
+
+    @event.listens_for(engine, "connect")
+    def _low(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 100)  # 7 event rows of 13 columns
+
+    engine.dispose()
+    sql = BatchSQL(engine.dialect.name)
+    with engine.begin() as conn:
+        conn.execute(insert(PATTERNS), [_pattern("pat_a")])
+        sql.insert_event_rows(conn, [_event(f"ev_{i}", "pat_a") for i in range(50)])
+        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 50
+    assert sql.insert_events.largest == 4 and sql.insert_counter_tallies.largest == 32
     engine.dispose()
 
 
