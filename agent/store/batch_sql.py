@@ -47,9 +47,9 @@ EVENT_COLUMNS = (
 _JSON_COLUMNS = {"additional_data"}
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 MAX_CHUNK_ROWS = 256
-"""The largest multi-row statement, in rows: 256 x 13 event columns = 3,328 parameters, inside SQLite's
-default limit since 3.32 (32,766) and PostgreSQL's protocol limit (65,535). An SQLite built with a smaller
-limit gets smaller chunks (`BatchSQL._check_limit`)."""
+"""The largest multi-row statement (SQLite), in rows: 256 x 13 event columns = 3,328 parameters, inside
+SQLite's default limit since 3.32 (32,766). An SQLite built with a smaller limit gets smaller chunks
+(`BatchSQL._check_limit`)."""
 
 
 def chunk_sizes(n: int, largest: int = MAX_CHUNK_ROWS) -> list[int]:
