@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
 from sqlalchemy import insert, select, text, update
 
 from agent.store.batch_sql import BatchSQL, chunk_sizes
@@ -178,3 +179,34 @@ def test_checkpoints_run_off_the_commit_path_and_the_wal_is_folded_back(tmp_path
     busy, log_frames, done = db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
     assert busy == 0 and log_frames == done
     db.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_postgres_copy_errors_are_raised_as_sqlalchemy_raises_them(database_url: str) -> None:
+    """The events go in by COPY on the driver's connection; its errors still reach the writer as SQLAlchemy's,
+    so a broken connection is retried and a constraint error is reported as one."""
+    import psycopg
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    sql = BatchSQL(engine.dialect.name)
+    with engine.connect() as conn, pytest.raises(IntegrityError) as caught, conn.begin():
+        sql.insert_event_rows(conn, [_event("ev_orphan", "pat_missing")])  # no such pattern: the foreign key
+    assert isinstance(caught.value.orig, psycopg.errors.ForeignKeyViolation)
+    assert not caught.value.connection_invalidated
+
+    with engine.connect() as conn:
+        with conn.begin():
+            conn.execute(insert(PATTERNS), [_pattern("pat_a")])
+        conn.begin()
+        pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        with engine.connect() as admin:
+            admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        with pytest.raises(OperationalError) as dropped:
+            sql.insert_event_rows(conn, [_event("ev_1", "pat_a")])
+        assert dropped.value.connection_invalidated and conn.invalidated
+    with engine.connect() as conn:  # the pool hands out a new connection; nothing was stored
+        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 0
+    engine.dispose()
