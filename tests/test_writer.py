@@ -100,3 +100,38 @@ def test_the_writer_keeps_its_connection_and_replaces_it_when_the_database_drops
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 2
     engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_connection_lost_during_the_events_copy_is_retried_whole(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The events go in by COPY on the driver's own connection; when the server ends that connection just
+    before it, the transaction is retried on a new one and the request is answered, with its event stored once."""
+    from agent.store.batch_sql import BatchSQL
+
+    engine = make_engine(database_url)
+    migrate(engine)
+    copy = BatchSQL._copy_event_rows
+    killed: list[int] = []
+
+    def terminate_first(self: BatchSQL, conn: Any, rows: Any) -> None:
+        if not killed:
+            pid = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with engine.connect() as admin:
+                admin.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            killed.append(pid)
+        copy(self, conn, rows)
+
+    monkeypatch.setattr(BatchSQL, "_copy_event_rows", terminate_first)
+    writer = EventWriter(engine)
+    writer.start()
+    try:
+        stored = writer.write_sync([_event(1)])
+    finally:
+        writer.stop()
+    assert killed and len(stored) == 1
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT id FROM events")).scalars().all() == [stored[0].event_id]
+    engine.dispose()
