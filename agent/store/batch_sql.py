@@ -49,7 +49,6 @@ EVENT_COLUMNS = (
     "timestamp",
     "received_at",
 )
-_JSON_COLUMNS = {"additional_data"}
 SEVERITY_RANK = {s.value: s.rank for s in Severity}
 MAX_CHUNK_ROWS = 256
 """The largest multi-row statement (SQLite), in rows: 256 x 13 event columns = 3,328 parameters, inside
@@ -120,14 +119,12 @@ class BatchSQL:
     def __init__(self, dialect: str) -> None:
         self.sqlite = dialect == "sqlite"
         mark = "?" if self.sqlite else "%s"
-        values = ", ".join(
-            f"CAST({mark} AS JSON)" if c in _JSON_COLUMNS and not self.sqlite else mark for c in EVENT_COLUMNS
-        )
+        # SQLite's events insert; PostgreSQL copies its events in (`copy_events`).
         self.insert_events = MultiInsert(
             f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES",
-            f"({values})",
+            f"({', '.join('?' for _ in EVENT_COLUMNS)})",
             len(EVENT_COLUMNS),
-            multi_row=self.sqlite,
+            multi_row=True,
         )
         greatest = "max" if self.sqlite else "greatest"
         # The higher severity and the later last_seen are decided in SQL: another replica may have moved them.
@@ -185,6 +182,11 @@ class BatchSQL:
             when(row["received_at"]),
         )
 
+    def _run(self, insert: MultiInsert, conn: Connection, params: Sequence[tuple[Any, ...]]) -> None:
+        if not self._limit_checked:
+            self._check_limit(conn)
+        insert.run(conn, params)
+
     def _check_limit(self, conn: Connection) -> None:
         """SQLite: fit the chunks to this library's limit on a statement's parameters (once)."""
         self._limit_checked = True
@@ -199,9 +201,7 @@ class BatchSQL:
             if not self.sqlite:
                 self._copy_event_rows(conn, rows)
                 return
-            if not self._limit_checked:
-                self._check_limit(conn)
-            self.insert_events.run(conn, [self.event_params(r) for r in rows])
+            self._run(self.insert_events, conn, [self.event_params(r) for r in rows])
 
     def _copy_event_rows(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         """PostgreSQL: the rows through `COPY … FROM STDIN` on the transaction's own connection. A driver error
@@ -224,16 +224,14 @@ class BatchSQL:
         """Append (pattern id, events, latest timestamp, highest severity) per recurring pattern to
         `pattern_tallies` (`agent.store.tallies` folds them into `patterns`)."""
         if updates:
-            if not self._limit_checked:
-                self._check_limit(conn)
-            self.insert_pattern_tallies.run(conn, [(pid, n, self.when(seen), sev) for pid, n, seen, sev in updates])
+            self._run(
+                self.insert_pattern_tallies, conn, [(pid, n, self.when(seen), sev) for pid, n, seen, sev in updates]
+            )
 
     def tally_counters(self, conn: Connection, counters: dict[str, int]) -> None:
         """Append what this commit adds to each stats counter to `counter_tallies`."""
         if counters:
-            if not self._limit_checked:
-                self._check_limit(conn)
-            self.insert_counter_tallies.run(conn, sorted(counters.items()))
+            self._run(self.insert_counter_tallies, conn, sorted(counters.items()))
 
     def add_to_patterns(
         self, conn: Connection, updates: Sequence[tuple[str, int, Any, str]], *, stored: bool = False
